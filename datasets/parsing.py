@@ -1,0 +1,54 @@
+"""Line-oriented parsing with errors that name the file, the line and the fix."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from datasets.errors import DataError, require_file
+
+
+def read_rows(path: Path, sep: str, n_fields: int, what: str, encoding: str = "utf-8",
+              header: tuple[str, ...] | None = None) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line number, fields)`` of a delimited text file, skipping blank lines.
+
+    ``header``: expected column names of a CSV first line (checked, then skipped). Quoted CSV
+    fields are honoured when ``sep`` is a comma. A row with too few fields is a DataError.
+    """
+    require_file(path, what)
+    with path.open(encoding=encoding, newline="") as handle:
+        rows = csv.reader(handle, delimiter=sep) if sep == "," else (
+            line.rstrip("\r\n").split(sep) for line in handle)
+        for number, fields in enumerate(rows, start=1):
+            if not fields or fields == [""]:
+                continue
+            if number == 1 and header is not None:
+                if [f.strip() for f in fields[:len(header)]] != list(header):
+                    raise DataError(f"expected the header {','.join(header)}, got {fields!r}.",
+                                    path=path, line=1, fix="restore the header row.")
+                continue
+            if len(fields) < n_fields:
+                raise DataError(
+                    f"malformed row: expected {n_fields} fields separated by {sep!r}, got "
+                    f"{len(fields)}: {sep.join(fields)[:80]!r}.",
+                    path=path, line=number, fix="repair or delete this row.")
+            yield number, fields
+
+
+def to_int(value: str, path: Path, line: int, column: str) -> int:
+    """Parse an integer field or raise a DataError naming the column."""
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise DataError(f"column {column!r} must be an integer, got {value!r}.", path=path,
+                        line=line, fix="repair or delete this row.") from None
+
+
+def to_float(value: str, path: Path, line: int, column: str) -> float:
+    """Parse a number field or raise a DataError naming the column."""
+    try:
+        return float(value.strip())
+    except ValueError:
+        raise DataError(f"column {column!r} must be a number, got {value!r}.", path=path,
+                        line=line, fix="repair or delete this row.") from None
