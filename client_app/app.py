@@ -1,0 +1,59 @@
+"""ClientApp handlers: one user's device. Private parameters stay in ``context.state``.
+
+``query.info`` tells the server which user this node holds; ``train`` evaluates the received model
+(when asked) and trains it locally; ``evaluate`` only evaluates. Replies carry exactly the shared
+parameters and metrics.
+"""
+
+from __future__ import annotations
+
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from client_app.session import Session
+from client_app.state import save_kd_ema, save_private
+from client_app.training import evaluate as evaluate_model
+from client_app.training import train_local
+from strategies import protocol as p
+from strategies.records import to_record
+
+app = ClientApp()
+
+
+@app.query("info")
+def info(msg: Message, context: Context) -> Message:
+    session = Session.open(context)
+    record = MetricRecord({p.USER_ID: session.user, "num-users": session.split.n_users,
+                           "num-partitions": int(context.node_config.get("num-partitions", 0))})
+    return Message(RecordDict({p.METRICS: record}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    session = Session.open(context)
+    model = session.model(msg.content[p.SHARED])
+    config = msg.content[p.CONFIG]
+    metrics = {p.USER_ID: session.user}
+    if config.get(p.DO_EVALUATE, False):
+        metrics.update(evaluate_model(model, session.view))
+    rnd = int(config[p.SERVER_ROUND])
+    kd_weight = session.kd_weight()
+    result = train_local(model, session.view, session.rng(rnd), epochs=session.cfg.local_epochs,
+                         batch_size=session.cfg.batch_size, neg_per_pos=session.cfg.neg_per_pos,
+                         server_round=rnd, num_rounds=session.cfg.num_server_rounds,
+                         teacher=session.teacher(msg.content), kd_weight=kd_weight)
+    save_private(context, model.private_arrays())
+    save_kd_ema(context, kd_weight.ema)
+    metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,
+                    p.KD_LOSS: result.kd_loss, p.KD_WEIGHT: result.kd_weight})
+    return Message(RecordDict({p.SHARED: to_record(model.shared_arrays()),
+                               p.METRICS: MetricRecord(metrics)}), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    session = Session.open(context)
+    model = session.model(msg.content[p.SHARED])
+    metrics = {p.USER_ID: session.user, **evaluate_model(model, session.view)}
+    return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)
+

@@ -1,0 +1,78 @@
+"""What one ClientApp message needs: this node's user, data view, model and distillation teacher.
+
+Everything is rebuilt per message from ``context`` (in deployment each message runs in a fresh
+process); the dataset split is memoised per process, so simulated workers parse it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import ArrayRecord, Context, RecordDict
+
+from client_app.state import load_kd_ema, load_private
+from client_app.training import KDWeight
+from datasets.registry import load_split
+from datasets.split import ClientView, LeaveOneOut
+from strategies import protocol as p
+from strategies.backbones.base import Backbone
+from strategies.backbones.registry import build_backbone
+from strategies.config import RunConfig
+from strategies.distillation import Teacher
+from strategies.records import from_record
+from strategies.registry import backbone_name, hyper
+
+
+def private_seed(seed: int, user: int) -> int:
+    """Seed of a user's private initialisation: differs per user and from the server's seed."""
+    return (seed + 1) * 1_000_003 + user
+
+
+@dataclass
+class Session:
+    context: Context
+    cfg: RunConfig
+    user: int
+    split: LeaveOneOut
+
+    @classmethod
+    def open(cls, context: Context) -> Session:
+        cfg = RunConfig.from_run_config(dict(context.run_config))
+        if "partition-id" not in context.node_config:
+            raise ValueError("this SuperNode has no partition-id in its node config; start it "
+                             "with --node-config 'partition-id=<user> num-partitions=<users>'.")
+        user = int(context.node_config["partition-id"])
+        split = load_split(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.seed,
+                           cfg.synthetic_spec())
+        split.client(user)  # range check with a clear message
+        return cls(context, cfg, user, split)
+
+    @property
+    def view(self) -> ClientView:
+        return self.split.client(self.user)
+
+    def model(self, shared: ArrayRecord) -> Backbone:
+        """This user's model: private parts from state (or a seeded init), shared parts received."""
+        model = build_backbone(backbone_name(self.cfg), self.split.n_items, hyper(self.cfg),
+                               private_seed(self.cfg.seed, self.user))
+        private = load_private(self.context)
+        if private is not None:
+            model.set_arrays(private, model.PRIVATE)
+        model.set_arrays(from_record(shared), model.SHARED)
+        return model
+
+    def rng(self, server_round: int) -> np.random.Generator:
+        return np.random.default_rng([self.cfg.seed, self.user, server_round])
+
+    def teacher(self, content: RecordDict) -> Teacher | None:
+        """The group teacher GFMFR sent, or None (no group yet, or distillation off)."""
+        if p.GROUP not in content.array_records or self.cfg.kd_weight == "none":
+            return None
+        payload = from_record(content.array_records[p.GROUP])
+        return Teacher(probs_all=payload.get(p.TEACHER_PROBS),
+                       item_vectors=payload.get(p.GROUP_ITEMS))
+
+    def kd_weight(self) -> KDWeight:
+        return KDWeight(mode=self.cfg.kd_weight, fixed=self.cfg.kd_fixed,
+                        ema=load_kd_ema(self.context))

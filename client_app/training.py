@@ -1,0 +1,83 @@
+"""Local training and evaluation of one user's backbone, with optional GFMFR distillation.
+
+Pure torch/numpy: the ClientApp handler calls these with data it loaded and state it restored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from client_app.ranking import rank_of, ranking_metrics
+from datasets.split import ClientView
+from strategies.backbones.base import Backbone
+from strategies.distillation import Teacher, kd_loss
+from strategies.protocol import TEST, VAL, metric_key
+
+
+@dataclass
+class KDWeight:
+    """The distillation weight lambda_t: ``fixed`` or ``adaptive`` (EMA of base/kd loss ratio x
+    cos(pi t / 2T), as the reference code). ``ema`` persists in the client's private state."""
+
+    mode: str = "adaptive"  # adaptive | fixed
+    fixed: float = 0.5
+    ema: float = 0.0  # 0 = not initialised
+    decay: float = 0.9
+
+    def value(self, base: float, kd: float, server_round: int, num_rounds: int) -> float:
+        if self.mode == "fixed":
+            return self.fixed
+        ratio = base / max(kd, 1e-8)
+        self.ema = ratio if self.ema == 0.0 else self.decay * self.ema + (1 - self.decay) * ratio
+        return self.ema * math.cos(math.pi * server_round / (2 * num_rounds))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    loss: float  # mean base loss over the last epoch
+    kd_loss: float  # mean distillation loss over the last epoch (0 without a teacher)
+    kd_weight: float  # last lambda_t used
+    num_examples: int
+
+
+def train_local(model: Backbone, view: ClientView, rng: np.random.Generator, *, epochs: int,
+                batch_size: int, neg_per_pos: int, server_round: int, num_rounds: int,
+                teacher: Teacher | None = None, kd_weight: KDWeight | None = None) -> TrainResult:
+    """Train ``model`` in place on fresh negatives; adds ``lambda_t * KL`` when given a teacher."""
+    items, labels = view.training_pairs(rng, neg_per_pos)
+    items_t, labels_t = torch.from_numpy(items), torch.from_numpy(labels)
+    optimizer = model.optimizer()
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    weight = 0.0
+    for _ in range(epochs):
+        order = torch.randperm(items.size, generator=generator)
+        total, total_kd, batches = 0.0, 0.0, 0
+        for start in range(0, items.size, batch_size):
+            batch = order[start:start + batch_size]
+            base, logits = model.loss(items_t[batch], labels_t[batch], server_round)
+            loss = base
+            if teacher is not None:
+                kd = kd_loss(logits, teacher.probs(model, items_t[batch]))
+                weight = kd_weight.value(float(base), float(kd), server_round, num_rounds)
+                loss = base + weight * kd
+                total_kd += float(kd)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(base)
+            batches += 1
+    return TrainResult(total / max(batches, 1), total_kd / max(batches, 1), weight, int(items.size))
+
+
+def evaluate(model: Backbone, view: ClientView) -> dict[str, float]:
+    """Validation and test HR/NDCG of this user's model by full ranking (wire names)."""
+    scores = model.all_scores()
+    out: dict[str, float] = {}
+    for split, item in ((VAL, view.val_item), (TEST, view.test_item)):
+        metrics = ranking_metrics(rank_of(scores, item, view.candidates(item)))
+        out.update({metric_key(split, name): value for name, value in metrics.items()})
+    return out

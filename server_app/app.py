@@ -1,0 +1,69 @@
+"""ServerApp: parse the run config, build the strategy from the registry, run it, write results."""
+
+from __future__ import annotations
+
+import random
+import time
+from logging import INFO
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import Context
+from flwr.common import log
+from flwr.serverapp import Grid, ServerApp
+
+from datasets.registry import load_dataset
+from server_app.nodes import connect_nodes
+from server_app.windowed_grid import WindowedGrid
+from server_app.results import run_name, summary, write_results
+from strategies.backbones.registry import build_backbone
+from strategies.config import RunConfig
+from strategies.records import to_record
+from strategies.registry import backbone_name, hyper, strategy_spec
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    cfg = RunConfig.from_run_config(dict(context.run_config))
+    spec, backbone = strategy_spec(cfg), backbone_name(cfg)
+    seed_everything(cfg.seed)
+    dataset = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.synthetic_spec())
+    log(INFO, "%s", dataset.describe())
+    template = build_backbone(backbone, dataset.n_items, hyper(cfg), cfg.seed)
+    users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
+                          cfg.node_wait, cfg.round_timeout)
+    strategy = spec.strategy.for_run(cfg, template, dataset, users)
+    log(INFO, "strategy %s (%s), backbone %s", cfg.strategy, spec.description, backbone)
+    start = time.perf_counter()
+    if cfg.max_in_flight:
+        grid = WindowedGrid(grid, cfg.max_in_flight)
+    strategy.start(grid, to_record(template.shared_arrays()), num_rounds=cfg.num_server_rounds,
+                   timeout=cfg.round_timeout)
+    content = summary(cfg, strategy.history, backbone, dataset.describe(),
+                      time.perf_counter() - start)
+    path = write_results(Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone),
+                         content)
+    _log_final(content, path)
+
+
+def seed_everything(seed: int) -> None:
+    """One seed drives Python's ``random`` (Flower samples with it), numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _log_final(content: dict, path: Path) -> None:
+    if content["best_round"] is None:
+        log(INFO, "no evaluation was recorded; results in %s", path)
+        return
+    fmt = lambda m: " ".join(f"{k} {v:.4f}" for k, v in m.items())  # noqa: E731
+    log(INFO, "best validation round %d (%s)", content["best_round"], content["select_metric"])
+    log(INFO, "  val : %s", fmt(content["val"]))
+    log(INFO, "  test: %s", fmt(content["test"]))
+    if content["seconds_per_round"] is not None:
+        log(INFO, "%.2f s per round, %.1f s in all; results in %s", content["seconds_per_round"],
+            content["total_seconds"], path)

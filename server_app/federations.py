@@ -1,0 +1,149 @@
+"""``flower.toml`` (where runs go) parsed into typed federations, and bridged to Flower's config.
+
+Flower reads SuperLink connections from ``$FLWR_HOME/config.toml``; ``flower.toml`` is the project's
+single place to edit. ``connection_entries`` turns it into Flower's format, ``simulation_options``
+into ``flwr run --federation-config`` values.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FLOWER_TOML = PROJECT_ROOT / "flower.toml"
+KINDS = ("simulation", "deployment")
+
+
+class FlowerTomlError(ValueError):
+    """flower.toml is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    client_cpus: int = 1
+    ray_cpus: int = 2
+    ray_inline_bytes: int = 8 * 1024 * 1024
+    ray_address: str = ""
+
+    def environment(self) -> dict[str, str]:
+        """Environment for the SuperLink process that starts the Simulation Runtime."""
+        env = {"RAY_max_direct_call_object_size": str(self.ray_inline_bytes),
+               "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
+        if self.ray_address:
+            env["RAY_ADDRESS"] = self.ray_address
+        return env
+
+
+@dataclass(frozen=True)
+class Federation:
+    name: str
+    kind: str  # simulation | deployment
+    num_supernodes: int = 0
+    address: str = ""
+    insecure: bool = False
+    root_certificates: Path | None = None
+    run_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FlowerToml:
+    default: str
+    simulation: SimulationSettings
+    federations: dict[str, Federation]
+
+    def federation(self, name: str | None) -> Federation:
+        chosen = name or self.default
+        if chosen not in self.federations:
+            raise FlowerTomlError(f"no federation {chosen!r} in flower.toml; defined: "
+                                  f"{', '.join(self.federations)}.")
+        return self.federations[chosen]
+
+
+def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
+    """Parse and check ``flower.toml``; errors name the key and the fix."""
+    if not path.is_file():
+        raise FlowerTomlError(f"{path} not found: run from the project checkout.")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise FlowerTomlError(f"{path} is not valid TOML: {error}") from None
+    sim = raw.get("simulation", {})
+    settings = SimulationSettings(
+        client_cpus=int(sim.get("client-cpus", 1)), ray_cpus=int(sim.get("ray-cpus", 2)),
+        ray_inline_bytes=int(sim.get("ray-inline-bytes", 8 * 1024 * 1024)),
+        ray_address=str(sim.get("ray-address", "")))
+    federations = {}
+    for name, entry in raw.get("federations", {}).items():
+        kind = entry.get("kind")
+        if kind not in KINDS:
+            raise FlowerTomlError(f"{path}: federations.{name}.kind must be one of "
+                                  f"{', '.join(KINDS)}, got {kind!r}.")
+        if kind == "simulation" and int(entry.get("num-supernodes", 0)) < 1:
+            raise FlowerTomlError(f"{path}: federations.{name} needs num-supernodes >= 1 "
+                                  "(one per user of its dataset).")
+        if kind == "deployment" and not entry.get("address"):
+            raise FlowerTomlError(f"{path}: federations.{name} needs the SuperLink's address.")
+        certs = entry.get("root-certificates")
+        federations[name] = Federation(
+            name=name, kind=kind, num_supernodes=int(entry.get("num-supernodes", 0)),
+            address=str(entry.get("address", "")), insecure=bool(entry.get("insecure", False)),
+            root_certificates=None if not certs else (path.parent / certs).resolve(),
+            run_config=dict(entry.get("run-config", {})))
+    default = str(raw.get("default", next(iter(federations), "")))
+    if default not in federations:
+        raise FlowerTomlError(f"{path}: default = {default!r} names no federation.")
+    return FlowerToml(default, settings, federations)
+
+
+def simulation_options(fed: Federation, settings: SimulationSettings) -> str:
+    """``flwr run --federation-config`` value for a simulated federation."""
+    return (f"num-supernodes={fed.num_supernodes} "
+            f"client-resources-num-cpus={settings.client_cpus} "
+            f"init-args-num-cpus={settings.ray_cpus}")
+
+
+def connection_entry(fed: Federation, settings: SimulationSettings) -> dict[str, Any]:
+    """Flower's ``[superlink.<name>]`` table for a federation."""
+    if fed.kind == "simulation":
+        return {"address": ":local:", "options": {
+            "num-supernodes": fed.num_supernodes,
+            "backend": {"client-resources": {"num-cpus": settings.client_cpus},
+                        "init-args": {"num-cpus": settings.ray_cpus}}}}
+    entry: dict[str, Any] = {"address": fed.address}
+    if fed.insecure:
+        entry["insecure"] = True
+    if fed.root_certificates is not None:
+        entry["root-certificates"] = str(fed.root_certificates)
+    return entry
+
+
+def flwr_home() -> Path:
+    return Path(os.environ.get("FLWR_HOME") or Path.home() / ".flwr").expanduser()
+
+
+def write_connections(entries: dict[str, dict[str, Any]], home: Path | None = None) -> Path:
+    """Merge ``entries`` into ``$FLWR_HOME/config.toml``, keeping every other connection."""
+    path = (home or flwr_home()) / "config.toml"
+    config: dict[str, Any] = {}
+    if path.is_file():
+        config = tomllib.loads(path.read_text())
+    superlink = config.setdefault("superlink", {})
+    superlink.setdefault("default", "local")
+    superlink.setdefault("local", {"address": ":local:"})
+    superlink.update(entries)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(config))
+    os.replace(tmp, path)
+    return path
+
+
+def run_config_arg(values: dict[str, Any]) -> str:
+    """A ``--run-config`` string from a dict, with TOML-quoted values."""
+    return " ".join(f"{k}={tomli_w.dumps({'v': v}).strip()[4:]}" for k, v in values.items())

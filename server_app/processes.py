@@ -1,0 +1,113 @@
+"""Starting and stopping Flower processes (SuperLink, SuperNodes) by pid, and checking runs.
+
+Every process is started in its own session so that stopping it also stops the children it spawns
+(SuperExec, the simulation process, Ray); nothing started here outlives ``stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
+             "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(command: list[str], log_file: Path, env: dict[str, str] | None = None
+          ) -> subprocess.Popen:
+    """Start ``command`` in a new session, logging to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handle = log_file.open("ab")
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                            env={**os.environ, **QUIET_ENV, **(env or {})},
+                            start_new_session=True)
+
+
+def stop(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the process group of ``pid``, then SIGKILL what is left after ``grace`` seconds."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap our own child so it does not linger
+            except ChildProcessError:
+                pass
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def wait_http(port: int, process: subprocess.Popen, log_file: Path, timeout: float = 60.0,
+              scheme: str = "http", verify: str | bool = False) -> None:
+    """Wait until the SuperLink's HTTP API answers; fail with its log if it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the SuperLink exited with code {process.returncode}; log: "
+                               f"{log_file}\n{_tail(log_file)}")
+        try:
+            if httpx.get(f"{scheme}://127.0.0.1:{port}/health", timeout=0.5,
+                         verify=verify).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the SuperLink did not answer on port {port} within {timeout:.0f} s; "
+                       f"log: {log_file}\n{_tail(log_file)}")
+
+
+RUN_ID = re.compile(r"Successfully started run (\d+)")
+
+
+def run_id_from_output(text: str) -> int | None:
+    match = RUN_ID.search(text)
+    return int(match.group(1)) if match else None
+
+
+def run_status(connection: str, run_id: int, env: dict[str, str] | None = None) -> str:
+    """Status of a run as Flower reports it (e.g. ``finished:completed``), via ``flwr ls``."""
+    out = subprocess.run(["flwr", "ls", connection, "--run-id", str(run_id), "--format", "json"],
+                         capture_output=True, text=True, env={**os.environ, **QUIET_ENV,
+                                                              **(env or {})}, check=False)
+    try:
+        runs = json.loads(out.stdout)["runs"]
+        return str(runs[0]["status"])
+    except (ValueError, KeyError, IndexError):
+        return f"unknown ({(out.stdout + out.stderr).strip()[-300:]})"
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,1 @@
+"""Backbone recommenders: one user's model, its loss, and which parameters are shared."""

@@ -1,0 +1,121 @@
+"""What every backbone provides: a per-user model whose parameters split into shared and private.
+
+A backbone is one user's model. ``SHARED`` names the parameters that are uploaded and aggregated;
+``PRIVATE`` the ones that never leave the device. The strategy code only ever moves ``SHARED``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Local-training hyperparameters a backbone needs (run-config keys in parentheses)."""
+
+    dim: int = 64  # (latent-dim)
+    lr: float = 0.01  # (lr) SGD learning rate
+    weight_decay: float = 1e-4  # (weight-decay)
+    item_lr_scale: float = 1.0  # multiplies lr for item tables; FedRAP uses n_items
+    reg_bug: bool = False  # (fedrap-reg-bug) reproduce the reference code's zeroed regularisers
+
+
+class Backbone(nn.Module):
+    """Base class: subclasses define parameters, ``logits`` and optionally ``regulariser``."""
+
+    SHARED: ClassVar[tuple[str, ...]]
+    PRIVATE: ClassVar[tuple[str, ...]]
+    ITEM_TABLE: ClassVar[str]  # shared (n_items, d) table the GFMFR fusion network targets
+    HEAD: ClassVar[tuple[str, str] | None] = None  # shared (w, b) output head, if the head is shared
+    PRIVATE_HEAD: ClassVar[tuple[str, str] | None] = None  # private (w, b) output head, if any
+    GROUPING: ClassVar[tuple[str, ...]] = ()  # shared parameters describing the prediction function
+
+    def __init__(self, n_items: int, hyper: Hyper) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.hyper = hyper
+
+    # --- model ---------------------------------------------------------------------------------
+    def logits(self, items: torch.Tensor) -> torch.Tensor:
+        """(batch,) pre-sigmoid scores of this user for ``items``."""
+        raise NotImplementedError
+
+    def head_logits(self, item_vectors: torch.Tensor) -> torch.Tensor:
+        """Apply this user's output head to item vectors (n, d): the GFMFR teacher's form."""
+        w, b = (getattr(self, name) for name in (self.HEAD or self.PRIVATE_HEAD))
+        return item_vectors @ w + b
+
+    def regulariser(self, items: torch.Tensor, server_round: int) -> torch.Tensor:
+        """Extra loss terms on the batch (FedRAP's); zero by default."""
+        return torch.zeros((), dtype=torch.float32)
+
+    def loss(self, items: torch.Tensor, labels: torch.Tensor, server_round: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base loss (BCE + regulariser) and the batch logits."""
+        logits = self.logits(items)
+        return F.binary_cross_entropy_with_logits(logits, labels) + self.regulariser(
+            items, server_round), logits
+
+    @torch.no_grad()
+    def all_scores(self) -> np.ndarray:
+        """(n_items,) scores of every item, for full ranking."""
+        return self.logits(torch.arange(self.n_items)).numpy()
+
+    # --- parameter split -----------------------------------------------------------------------
+    def optimizer(self) -> torch.optim.Optimizer:
+        item_tables = {name for name, p in self.named_parameters() if p.dim() == 2
+                       and p.shape[0] == self.n_items}
+        groups = [
+            {"params": [p for n, p in self.named_parameters() if n in item_tables],
+             "lr": self.hyper.lr * self.hyper.item_lr_scale},
+            {"params": [p for n, p in self.named_parameters() if n not in item_tables],
+             "lr": self.hyper.lr},
+        ]
+        return torch.optim.SGD([g for g in groups if g["params"]], lr=self.hyper.lr,
+                               weight_decay=self.hyper.weight_decay)
+
+    def get_arrays(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        return {n: getattr(self, n).detach().numpy().copy() for n in names}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
+        """Load the named parameters; a missing name or a shape mismatch is an error."""
+        with torch.no_grad():
+            for name in names:
+                param = getattr(self, name)
+                value = np.asarray(arrays[name], dtype=np.float32)
+                if value.shape != tuple(param.shape):
+                    raise ValueError(f"parameter {name!r}: expected shape {tuple(param.shape)}, "
+                                     f"got {value.shape}")
+                param.copy_(torch.from_numpy(value))
+
+    def shared_arrays(self) -> dict[str, np.ndarray]:
+        return self.get_arrays(self.SHARED)
+
+    def private_arrays(self) -> dict[str, np.ndarray]:
+        return self.get_arrays(self.PRIVATE)
+
+
+def init_normal(generator: torch.Generator, *shape: int, std: float = 0.1) -> nn.Parameter:
+    return nn.Parameter(torch.randn(*shape, generator=generator) * std)
+
+
+def init_linear(generator: torch.Generator, fan_in: int, *shape: int) -> nn.Parameter:
+    """PyTorch's default Linear init, drawn from an explicit generator (reproducible)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return nn.Parameter((torch.rand(*shape, generator=generator) * 2 - 1) * bound)
+
+
+def fedrap_ramp(server_round: int, reg_bug: bool) -> float:
+    """FedRAP's regulariser weight tanh(t/10) * 0.1 (t = 0-based round); the reference code's bug
+    zeroes it after round 0, reproducible with ``reg_bug``."""
+    t = server_round - 1
+    if reg_bug and t > 0:
+        return 0.0
+    return math.tanh(t / 10) * 0.1

@@ -1,0 +1,124 @@
+"""The backbones of the method spec (``docs`` of the project: shared/private split per model).
+
+Scores are ``sigmoid(logits)``; symbols follow the spec: ``e_u`` user embedding, ``C`` common item
+table, ``D_u`` personal item table, ``E`` item table, ``W1, b1`` MLP layer, ``w, b`` output head.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from strategies.backbones.base import Backbone, Hyper, fedrap_ramp, init_linear, init_normal
+
+
+class NCF(Backbone):
+    """FedNCF: ``y = s(w . relu(W1 [e_u ; E[i]] + b1) + b)``; ``e_u`` private, the rest shared."""
+
+    SHARED = ("E", "W1", "b1", "w", "b")
+    PRIVATE = ("e_u",)
+    ITEM_TABLE = "E"
+    HEAD = ("w", "b")
+    GROUPING = ("W1", "b1", "w", "b")
+
+    def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
+        super().__init__(n_items, hyper)
+        d = hyper.dim
+        setattr(self, self.ITEM_TABLE, init_normal(generator, n_items, d))
+        self.W1 = init_linear(generator, 2 * d, d, 2 * d)
+        self.b1 = init_linear(generator, 2 * d, d)
+        self.w = init_linear(generator, d, d)
+        self.b = init_linear(generator, d, 1)
+        self.e_u = init_normal(generator, d)
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        return self.E[items]
+
+    def logits(self, items: torch.Tensor) -> torch.Tensor:
+        v = self.item_vectors(items)
+        u = self.e_u.expand(v.shape[0], -1)
+        hidden = F.relu(torch.cat((u, v), dim=1) @ self.W1.T + self.b1)
+        return hidden @ self.w + self.b
+
+
+class FedRAP(NCF):
+    """FedRAP variant (GFMFR's reference backbone): NCF on ``D_u[i] + C[i]``.
+
+    ``e_u`` and ``D_u`` private; ``C``, ``W1``, ``b1``, ``w``, ``b`` shared. Loss adds FedRAP's
+    ``- a_t MSE(D_u[i], C[i]) + b_t mean|C[i]|`` with ramped ``a_t = b_t = tanh(t/10) * 0.1``.
+    """
+
+    SHARED = ("C", "W1", "b1", "w", "b")
+    PRIVATE = ("e_u", "D_u")
+    ITEM_TABLE = "C"
+
+    def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
+        super().__init__(n_items, hyper, generator)
+        self.D_u = torch.nn.Parameter(torch.zeros(n_items, hyper.dim))
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        return self.D_u[items] + self.C[items]
+
+    def regulariser(self, items: torch.Tensor, server_round: int) -> torch.Tensor:
+        ramp = fedrap_ramp(server_round, self.hyper.reg_bug)
+        c = self.C[items]
+        return ramp * (c.abs().mean() - F.mse_loss(self.D_u[items], c))
+
+
+class FedRAPOriginal(Backbone):
+    """FedRAP as published: ``y = s(w . (D_u[i] + C[i]) + b)``; only ``C`` is shared."""
+
+    SHARED = ("C",)
+    PRIVATE = ("D_u", "w", "b")
+    ITEM_TABLE = "C"
+    PRIVATE_HEAD = ("w", "b")
+
+    def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
+        super().__init__(n_items, hyper)
+        d = hyper.dim
+        self.C = init_normal(generator, n_items, d)
+        self.D_u = torch.nn.Parameter(torch.zeros(n_items, d))
+        self.w = init_linear(generator, d, d)
+        self.b = init_linear(generator, d, 1)
+
+    def logits(self, items: torch.Tensor) -> torch.Tensor:
+        return (self.D_u[items] + self.C[items]) @ self.w + self.b
+
+    regulariser = FedRAP.regulariser
+
+
+class PFedRec(Backbone):
+    """PFedRec: ``y = s(w_u . E[i] + b_u)``; item table ``E`` shared, the score head private."""
+
+    SHARED = ("E",)
+    PRIVATE = ("w", "b")
+    ITEM_TABLE = "E"
+    PRIVATE_HEAD = ("w", "b")
+
+    def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
+        super().__init__(n_items, hyper)
+        d = hyper.dim
+        self.E = init_normal(generator, n_items, d)
+        self.w = init_linear(generator, d, d)
+        self.b = init_linear(generator, d, 1)
+
+    def logits(self, items: torch.Tensor) -> torch.Tensor:
+        return self.E[items] @ self.w + self.b
+
+
+class MF(Backbone):
+    """FCF (federated matrix factorisation): ``y = s(e_u . E[i])``; ``e_u`` private, ``E`` shared."""
+
+    SHARED = ("E",)
+    PRIVATE = ("e_u",)
+    ITEM_TABLE = "E"
+    PRIVATE_HEAD = ("e_u", "zero")
+
+    def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
+        super().__init__(n_items, hyper)
+        self.E = init_normal(generator, n_items, hyper.dim)
+        self.e_u = init_normal(generator, hyper.dim)
+        self.register_buffer("zero", torch.zeros(1))
+
+    def logits(self, items: torch.Tensor) -> torch.Tensor:
+        return self.E[items] @ self.e_u

@@ -1,0 +1,162 @@
+"""The run configuration, parsed once from Flower's run config into a typed dataclass.
+
+``pyproject.toml``'s ``[tool.flwr.app.config]`` is the schema users see; the defaults here must equal
+it (a test checks). Flower passes overrides without type coercion (``lr=1`` arrives as an int) and
+``run_simulation`` passes an empty run config, so every key has a default and is coerced here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from datasets.synthetic import SyntheticSpec
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """All run-config keys (kebab-case in ``pyproject.toml``; snake_case here)."""
+
+    # what to run
+    dataset: str = "ml-100k-mm"
+    strategy: str = "fedncf"
+    backbone: str = ""  # "" = the strategy's default backbone
+    num_server_rounds: int = 30
+    seed: int = 0
+    # where things are
+    data_dir: str = "data"
+    cache_dir: str = ""  # "" = $GFMFR_CACHE_DIR or ~/.cache/gfmfr
+    results_dir: str = "results"
+    run_name: str = ""  # "" = <dataset>-<strategy>-<backbone>-seed<seed>-<time>
+    # evaluation and model selection
+    eval_every: int = 1
+    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    select_metric: str = "HR@50"
+    # federation
+    fraction_train: float = 1.0
+    min_nodes: int = 0  # 0 = one SuperNode per user of the dataset
+    node_wait: float = 60.0  # seconds to wait for SuperNodes to connect
+    round_timeout: float = 600.0
+    max_in_flight: int = 64  # messages in flight at once (0 = all at once)
+    # local training (method spec defaults)
+    local_epochs: int = 5
+    batch_size: int = 256
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    neg_per_pos: int = 4
+    latent_dim: int = 64
+    fedrap_reg_bug: bool = False
+    # GFMFR (strategy = "gfmfr")
+    num_groups: int = 5
+    grouping: str = "spectral"  # spectral | kmeans | random
+    grouping_pca: bool = True
+    fusion: str = "mlp"  # mlp | sum | gate | attention | moe
+    fusion_epochs: int = 50
+    fusion_lr: float = 0.01
+    kd_weight: str = "adaptive"  # adaptive | fixed | none
+    kd_fixed: float = 0.5
+    text_encoder: str = "minilm"
+    image_encoder: str = "efficientnet-lite0"
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = ""
+    # synthetic dataset size
+    synthetic_users: int = 60
+    synthetic_items: int = 80
+    synthetic_tastes: int = 2
+    synthetic_interactions: int = 12
+
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_run_config(cls, run_config: dict[str, Any]) -> RunConfig:
+        """Coerce and validate Flower's run config; unknown keys are kept in ``extra``."""
+        known = {_key(f.name): f for f in fields(cls) if f.name != "extra"}
+        values: dict[str, Any] = {}
+        for key, raw in run_config.items():
+            if key not in known:
+                continue
+            default = known[key].default
+            values[known[key].name] = _coerce(key, raw, type(default))
+        extra = {k: v for k, v in run_config.items() if k not in known}
+        config = cls(**values, extra=extra)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Fail before any training with a message naming the key and the allowed values."""
+        checks = [
+            (self.num_server_rounds >= 1, "num-server-rounds must be >= 1"),
+            (self.eval_every >= 1, "eval-every must be >= 1"),
+            (self.patience >= 0, "patience must be >= 0 (0 disables early stopping)"),
+            (0.0 < self.fraction_train <= 1.0, "fraction-train must be in (0, 1]"),
+            (self.local_epochs >= 1, "local-epochs must be >= 1"),
+            (self.batch_size >= 1, "batch-size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight-decay must be >= 0"),
+            (self.neg_per_pos >= 0, "neg-per-pos must be >= 0"),
+            (self.latent_dim >= 1, "latent-dim must be >= 1"),
+            (self.min_nodes >= 0, "min-nodes must be >= 0"),
+            (self.round_timeout > 0, "round-timeout must be > 0"),
+        ]
+        choices = [
+            ("grouping", self.grouping, ("spectral", "kmeans", "random")),
+            ("fusion", self.fusion, ("mlp", "sum", "gate", "attention", "moe")),
+            ("kd-weight", self.kd_weight, ("adaptive", "fixed", "none")),
+        ]
+        for key, value, allowed in choices:
+            if value not in allowed:
+                raise ValueError(f"bad run config: {key} must be one of {', '.join(allowed)}, "
+                                 f"got {value!r}.")
+        checks += [
+            (self.num_groups >= 1, "num-groups must be >= 1"),
+            (self.fusion_epochs >= 0, "fusion-epochs must be >= 0"),
+            (self.fusion_lr > 0, "fusion-lr must be > 0"),
+            (self.kd_fixed >= 0, "kd-fixed must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"bad run config: {message}.")
+        from strategies.protocol import RANKING_METRICS
+
+        if self.select_metric not in RANKING_METRICS:
+            raise ValueError(f"bad run config: select-metric must be one of "
+                             f"{', '.join(RANKING_METRICS)}, got {self.select_metric!r}.")
+
+    # --- derived values ------------------------------------------------------------------------
+    def data_path(self) -> Path:
+        return Path(os.environ.get("GFMFR_DATA_DIR") or self.data_dir).expanduser().resolve()
+
+    def cache_path(self) -> Path:
+        chosen = self.cache_dir or os.environ.get("GFMFR_CACHE_DIR") or "~/.cache/gfmfr"
+        return Path(chosen).expanduser().resolve()
+
+    def synthetic_spec(self) -> SyntheticSpec:
+        return SyntheticSpec(n_users=self.synthetic_users, n_items=self.synthetic_items,
+                             n_tastes=self.synthetic_tastes,
+                             interactions=self.synthetic_interactions, seed=self.seed)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {_key(f.name): getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out.update(self.extra)
+        return out
+
+
+def _coerce(key: str, raw: Any, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                if raw.lower() not in ("true", "false"):
+                    raise ValueError
+                return raw.lower() == "true"
+            return bool(raw)
+        if kind is int and isinstance(raw, float) and not raw.is_integer():
+            raise ValueError
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad run config: {key} must be a {kind.__name__}, got {raw!r}.") from None

@@ -1,0 +1,210 @@
+"""The federated-recommendation strategy every baseline uses (FedAvg over a backbone's shared parts).
+
+Client duties: on ``train``, evaluate the received model when asked (``evaluate`` flag), train the
+backbone locally with private parts from ``context.state``, and reply with exactly the shared
+parameters plus ``num-examples`` and ``user-id``; on ``evaluate``, only evaluate.
+
+Evaluation rides on the training exchange: a client evaluates the shared parts it receives in
+round ``t`` before training, which is exactly the model after round ``t - 1`` (its private parts have
+not changed since). Nodes not sampled for training get an evaluate-only message in the same
+exchange, and the final model is evaluated in the last round's evaluate phase. This keeps one
+message exchange per round, which dominates simulation cost.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable
+from logging import INFO, WARNING
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from datasets.interactions import Dataset
+from strategies import protocol as p
+from strategies.backbones.base import Backbone
+from strategies.aggregation import screen_upload, weighted_mean
+from strategies.config import RunConfig
+from strategies.history import RunHistory
+from strategies.records import from_record, to_record
+
+
+class FedRecStrategy(Strategy):
+    """FedAvg of shared backbone parameters, weighted by local examples, with per-user evaluation.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The parsed run config (rounds, sampling, evaluation cadence, patience, seed).
+    shared_shapes : dict[str, tuple[int, ...]]
+        Name and shape of every shared parameter; uploads that differ are rejected.
+    users : dict[int, int]
+        Node id -> user id, learned by ``server_app.nodes.connect_nodes``.
+    """
+
+    def __init__(self, cfg: RunConfig, shared_shapes: dict[str, tuple[int, ...]],
+                 users: dict[int, int]) -> None:
+        self.cfg = cfg
+        self.shared_shapes = shared_shapes
+        self.users = users
+        self.history = RunHistory(cfg.select_metric, cfg.patience)
+        self._rng = random.Random(cfg.seed)
+        self._round_start = 0.0
+
+    @classmethod
+    def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
+                users: dict[int, int]) -> FedRecStrategy:
+        """Build the strategy for a run; ``template`` is a backbone giving the shared shapes."""
+        return cls(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users)
+
+    # --- hooks for strategies built on this one -------------------------------------------------
+    def payload(self, server_round: int, user: int) -> ArrayRecord | None:
+        """Extra per-user record sent with a training message (GFMFR's group teacher)."""
+        return None
+
+    def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
+                        weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
+        """Server work after aggregation, given every accepted upload keyed by user."""
+
+    # --- Flower hooks ---------------------------------------------------------------------------
+    def summary(self) -> None:
+        log(INFO, "\t├──> %s: %d users, fraction-train %.2f, eval every %d round(s)",
+            type(self).__name__, len(self.users), self.cfg.fraction_train, self.cfg.eval_every)
+        log(INFO, "\t└──> shared parameters: %s",
+            ", ".join(f"{k}{list(v)}" for k, v in self.shared_shapes.items()))
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self._round_start = time.perf_counter()
+        if self.history.stopped_after is not None:
+            return []
+        nodes = sorted(self.users, key=self.users.get)
+        count = max(1, round(len(nodes) * self.cfg.fraction_train))
+        sampled = set(self._rng.sample(nodes, count)) if count < len(nodes) else set(nodes)
+        evaluate = self._evaluation_due(server_round - 1)
+        messages = []
+        for node in nodes:
+            if node not in sampled and not evaluate:
+                continue
+            train = node in sampled
+            content = RecordDict({
+                p.SHARED: arrays,
+                p.CONFIG: ConfigRecord({p.SERVER_ROUND: server_round, p.DO_TRAIN: train,
+                                        p.DO_EVALUATE: evaluate}),
+            })
+            extra = self.payload(server_round, self.users[node]) if train else None
+            if extra is not None:
+                content[p.GROUP] = extra
+            kind = MessageType.TRAIN if train else MessageType.EVALUATE
+            messages.append(Message(content, dst_node_id=node, message_type=kind))
+        return messages
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        if self.history.stopped_after is not None and server_round > self.history.stopped_after + 1:
+            return None, None  # early-stopped: the remaining rounds are empty
+        record = self.history.at(server_round)
+        uploads, weights, evaluations, losses = {}, {}, {}, []
+        for reply in replies:
+            if reply.has_error():
+                record.failed += 1
+                log(WARNING, "round %d: node %d failed: %s", server_round,
+                    reply.metadata.src_node_id, reply.error.reason)
+                continue
+            metrics = reply.content.metric_records.get(p.METRICS, MetricRecord())
+            user = self.users.get(reply.metadata.src_node_id)
+            if p.metric_key(p.VAL, "HR@10") in metrics:
+                evaluations[user] = dict(metrics)
+            if p.SHARED not in reply.content.array_records:
+                continue
+            arrays = from_record(reply.content.array_records[p.SHARED])
+            weight = float(metrics.get(p.NUM_EXAMPLES, 0))
+            problem = screen_upload(arrays, self.shared_shapes, weight)
+            if problem:
+                record.rejected += 1
+                log(WARNING, "round %d: rejected the update of user %s (node %d): %s",
+                    server_round, user, reply.metadata.src_node_id, problem)
+                continue
+            uploads[user], weights[user] = arrays, weight
+            losses.append((float(metrics.get(p.TRAIN_LOSS, np.nan)),
+                           float(metrics.get(p.KD_LOSS, 0.0)), float(metrics.get(p.KD_WEIGHT, 0.0))))
+        self.history.record_evaluation(server_round - 1, evaluations)
+        if not uploads:
+            record.seconds = time.perf_counter() - self._round_start
+            self._log_round(server_round)
+            return None, None
+        tic = time.perf_counter()
+        order = sorted(uploads)
+        aggregated = weighted_mean([uploads[u] for u in order], [weights[u] for u in order])
+        record.server_seconds["aggregate"] = time.perf_counter() - tic
+        self.after_aggregate(server_round, uploads, weights, aggregated)
+        record.trained = len(uploads)
+        record.train_loss, record.kd_loss, record.kd_weight = (float(v) for v in np.mean(losses, 0))
+        record.seconds = time.perf_counter() - self._round_start
+        self._log_round(server_round)
+        return to_record(aggregated), MetricRecord({p.TRAIN_LOSS: record.train_loss})
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        """Evaluate the final model (or the last one before early stopping) on every user."""
+        last = self.cfg.num_server_rounds if self.history.stopped_after is None else None
+        if server_round != last:
+            return []
+        self._round_start = time.perf_counter()
+        config = ConfigRecord({p.SERVER_ROUND: server_round, p.DO_TRAIN: False,
+                               p.DO_EVALUATE: True})
+        return [Message(RecordDict({p.SHARED: arrays, p.CONFIG: config}), dst_node_id=node,
+                        message_type=MessageType.EVALUATE) for node in self.users]
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
+                           ) -> MetricRecord | None:
+        evaluations = {}
+        for reply in replies:
+            if reply.has_error():
+                log(WARNING, "final evaluation: node %d failed: %s", reply.metadata.src_node_id,
+                    reply.error.reason)
+                continue
+            evaluations[self.users.get(reply.metadata.src_node_id)] = dict(
+                reply.content.metric_records[p.METRICS])
+        self.history.record_evaluation(server_round, evaluations)
+        record = self.history.rounds.get(server_round)
+        if record is None or record.val is None:
+            return None
+        self._log_evaluation(server_round, time.perf_counter() - self._round_start)
+        return MetricRecord({p.metric_key(p.VAL, k): v for k, v in record.val.items()})
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _evaluation_due(self, after_round: int) -> bool:
+        return after_round % self.cfg.eval_every == 0 and after_round < self.cfg.num_server_rounds
+
+    def _log_round(self, server_round: int) -> None:
+        record = self.history.rounds[server_round]
+        line = (f"[round {server_round}/{self.cfg.num_server_rounds}] {record.seconds:.2f} s | "
+                f"{record.trained} trained")
+        if record.failed or record.rejected:
+            line += f", {record.failed} failed, {record.rejected} rejected"
+        if record.train_loss is not None:
+            line += f" | loss {record.train_loss:.4f}"
+            if record.kd_loss:
+                line += f" kd {record.kd_loss:.4f} x {record.kd_weight:.3f}"
+        previous = self.history.rounds.get(server_round - 1)
+        if previous is not None and previous.val is not None:
+            line += " | " + _metrics_line(previous.val, f"val after round {server_round - 1}")
+        log(INFO, line)
+        if self.history.stopped_after is not None and self.history.stopped_after == server_round - 1:
+            log(INFO, "early stopping: no %s improvement in %d evaluations; best round %s",
+                self.cfg.select_metric, self.cfg.patience, self.history.best_round)
+
+    def _log_evaluation(self, server_round: int, seconds: float) -> None:
+        record = self.history.rounds[server_round]
+        log(INFO, "[final evaluation] %.2f s | %s", seconds,
+            _metrics_line(record.val, f"val after round {server_round}"))
+
+
+def _metrics_line(metrics: dict[str, float], label: str) -> str:
+    shown = ("HR@10", "HR@50", "NDCG@10", "NDCG@50")
+    return f"{label}: " + " ".join(f"{k} {metrics[k]:.4f}" for k in shown)

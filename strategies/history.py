@@ -1,0 +1,72 @@
+"""What a run learned, round by round: timings, losses, evaluations and the best-validation round.
+
+Evaluations are per user (paired by user id) and averaged here; model selection takes the round
+with the best validation ``select_metric`` and reports test metrics of that same round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from strategies.protocol import RANKING_METRICS, TEST, VAL, metric_key
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    seconds: float | None = None  # wall time of the round's exchange and server work
+    trained: int = 0  # clients whose update was aggregated
+    failed: int = 0  # clients that raised or never answered
+    rejected: int = 0  # updates refused by screening
+    train_loss: float | None = None
+    kd_loss: float | None = None
+    kd_weight: float | None = None
+    val: dict[str, float] | None = None  # metrics of the model after this round
+    test: dict[str, float] | None = None
+    evaluated_users: int = 0
+    server_seconds: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+class RunHistory:
+    """Rounds, best-validation tracking and early stopping."""
+
+    def __init__(self, select_metric: str = "HR@50", patience: int = 0) -> None:
+        self.select_metric = select_metric
+        self.patience = patience
+        self.rounds: dict[int, RoundRecord] = {}
+        self.best_round: int | None = None
+        self._since_best = 0
+        self.stopped_after: int | None = None  # round after which early stopping triggered
+
+    def at(self, server_round: int) -> RoundRecord:
+        return self.rounds.setdefault(server_round, RoundRecord(server_round))
+
+    def record_evaluation(self, server_round: int, per_user: dict[int, dict[str, float]]) -> None:
+        """Average users' metrics for the model after ``server_round`` and update the best round."""
+        if not per_user:
+            return
+        record = self.at(server_round)
+        record.evaluated_users = len(per_user)
+        for split in (VAL, TEST):
+            averaged = {m: float(np.mean([u[metric_key(split, m)] for u in per_user.values()]))
+                        for m in RANKING_METRICS}
+            setattr(record, split, averaged)
+        best = self.best()
+        if best is None or record.val[self.select_metric] > best.val[self.select_metric]:
+            self.best_round, self._since_best = server_round, 0
+        else:
+            self._since_best += 1
+            if self.patience and self._since_best >= self.patience and self.stopped_after is None:
+                self.stopped_after = server_round
+
+    def best(self) -> RoundRecord | None:
+        return None if self.best_round is None else self.rounds[self.best_round]
+
+    def seconds_per_round(self) -> float | None:
+        times = [r.seconds for r in self.rounds.values() if r.seconds is not None and r.trained]
+        return float(np.mean(times)) if times else None

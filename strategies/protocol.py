@@ -1,0 +1,40 @@
+"""The wire protocol between ServerApp and ClientApp, written down once.
+
+Every message name, record name and metric name that crosses the wire lives here; client and server
+import these constants instead of spelling strings.
+"""
+
+from __future__ import annotations
+
+# Record names inside a message's RecordDict
+SHARED = "shared"  # ArrayRecord: shared model parts (server -> client, and the client's upload)
+GROUP = "group"  # ArrayRecord: GFMFR distillation payload for the client's group (server -> client)
+CONFIG = "config"  # ConfigRecord: per-round instructions (server -> client)
+METRICS = "metrics"  # MetricRecord: training/evaluation results (client -> server)
+
+# Config keys (server -> client)
+SERVER_ROUND = "server-round"
+DO_TRAIN = "train"  # bool: train this round (False: evaluate only)
+DO_EVALUATE = "evaluate"  # bool: evaluate the received model before training
+
+# Metric keys (client -> server)
+NUM_EXAMPLES = "num-examples"  # weight of the client's update
+USER_ID = "user-id"  # pairs every metric with its user; never a node id
+TRAIN_LOSS = "train-loss"
+KD_LOSS = "kd-loss"
+KD_WEIGHT = "kd-weight"
+
+# GFMFR payload keys inside GROUP
+GROUP_ID = "group-id"  # (1,) int
+TEACHER_PROBS = "teacher-probs"  # (n_items,) p_k(i), when the backbone's head is shared
+GROUP_ITEMS = "group-items"  # (n_items, d) Q_k, when the head is private (client applies its own)
+
+KS = (10, 20, 50)
+RANKING_METRICS = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in KS)
+VAL = "val"
+TEST = "test"
+
+
+def metric_key(split: str, metric: str) -> str:
+    """Wire name of a ranking metric on a split, e.g. ``val-HR@10``."""
+    return f"{split}-{metric}"
