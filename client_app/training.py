@@ -49,28 +49,38 @@ def train_local(model: Backbone, view: ClientView, rng: np.random.Generator, *, 
                 teacher: Teacher | None = None, kd_weight: KDWeight | None = None) -> TrainResult:
     """Train ``model`` in place on fresh negatives; adds ``lambda_t * KL`` when given a teacher."""
     items, labels = view.training_pairs(rng, neg_per_pos)
-    items_t, labels_t = torch.from_numpy(items), torch.from_numpy(labels)
-    optimizer = model.optimizer()
+    rows, local = np.unique(items, return_inverse=True)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    with model.only_items(rows):
+        teacher_rows = None if teacher is None else teacher.restrict(rows)
+        return _epochs(model, torch.from_numpy(local), torch.from_numpy(labels), generator,
+                       epochs, batch_size, server_round, num_rounds, teacher_rows, kd_weight)
+
+
+def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
+            generator: torch.Generator, epochs: int, batch_size: int, server_round: int,
+            num_rounds: int, teacher: Teacher | None, kd_weight: KDWeight | None) -> TrainResult:
+    optimizer = model.optimizer()
+    n = int(items_t.shape[0])
     weight = 0.0
     for _ in range(epochs):
-        order = torch.randperm(items.size, generator=generator)
+        order = torch.randperm(n, generator=generator)
         total, total_kd, batches = 0.0, 0.0, 0
-        for start in range(0, items.size, batch_size):
+        for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
             base, logits = model.loss(items_t[batch], labels_t[batch], server_round)
             loss = base
             if teacher is not None:
                 kd = kd_loss(logits, teacher.probs(model, items_t[batch]))
-                weight = kd_weight.value(float(base), float(kd), server_round, num_rounds)
+                weight = kd_weight.value(base.item(), kd.item(), server_round, num_rounds)
                 loss = base + weight * kd
-                total_kd += float(kd)
+                total_kd += kd.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(base)
+            total += base.item()
             batches += 1
-    return TrainResult(total / max(batches, 1), total_kd / max(batches, 1), weight, int(items.size))
+    return TrainResult(total / max(batches, 1), total_kd / max(batches, 1), weight, n)
 
 
 def evaluate(model: Backbone, view: ClientView) -> dict[str, float]:

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from encoders.base import EncoderOptions, use_all_cores
+from encoders.base import EncoderOptions, cpu_threads
 from encoders.cache import dir_fingerprint, file_fingerprint, string_key
 
 logger = logging.getLogger(__name__)
@@ -145,9 +145,8 @@ class OpenClipText(_OpenClipTower):
 
     def encode(self, texts: list[str]) -> np.ndarray:
         model, _, tokenizer = _load(self.source, self.options)
-        use_all_cores(self.options.device)
         size, rows = self.options.batch_size, []
-        with torch.inference_mode():
+        with torch.inference_mode(), cpu_threads(self.options.device):
             for start in tqdm(range(0, len(texts), size), unit="batch", desc="open-clip text",
                               disable=None):
                 tokens = tokenizer(texts[start:start + size]).to(self.options.device)

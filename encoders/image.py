@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from encoders.base import EncoderOptions, ImageEncoder, n_cpus, use_all_cores
+from encoders.base import EncoderOptions, ImageEncoder, cpu_threads, n_cpus
 from encoders.cache import file_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ EFFICIENTNET_SIZE = 224
 EFFICIENTNET_DIM = 1280
 # EXIF orientation applied, whole poster squashed to 224x224 (no centre crop: a poster's title and
 # art span the frame), pixels scaled to [-1, 1] as EfficientNet-Lite was trained ((x - 127) / 128),
-# batch norms folded into the convolutions, float32.
+# batch norms and symmetric padding folded into the convolutions, float32.
 EFFICIENTNET_PREPROCESS = "exif-squash224-bilinear-(x-127)/128-fusedbn-v1"
 
 
@@ -66,7 +66,7 @@ class EfficientNetLite0:
         model = EfficientNet.from_name("efficientnet-lite0")
         state = torch.load(self.weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-        model = _fold_batch_norms(model.eval())
+        model = _fold_same_padding(_fold_batch_norms(model.eval()))
         self._model = model.to(self.options.device, memory_format=torch.channels_last)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -94,6 +94,16 @@ def _fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
     for owner, conv, norm in pairs:
         setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, norm)))
         setattr(owner, norm, torch.nn.Identity())
+    return model
+
+
+def _fold_same_padding(model: torch.nn.Module) -> torch.nn.Module:
+    """Move symmetric 'SAME' zero padding into the convolutions (saves one copy per layer)."""
+    for module in model.modules():
+        pad = getattr(module, "static_padding", None)
+        if isinstance(pad, torch.nn.ZeroPad2d) and len(set(pad.padding)) == 1:
+            module.padding = (pad.padding[0], pad.padding[0])
+            module.static_padding = torch.nn.Identity()
     return model
 
 
@@ -136,11 +146,10 @@ def encode_image_files(paths: list[Path], encoder: ImageEncoder,
     if not paths:
         return vectors, ok
     encoder.load()
-    use_all_cores(options.device)
     workers = max(2, min(8, n_cpus()))
     done = 0
-    with torch.inference_mode(), tqdm(total=len(paths), unit="img", desc=encoder.name,
-                                      disable=None) as bar:
+    with torch.inference_mode(), cpu_threads(options.device), \
+            tqdm(total=len(paths), unit="img", desc=encoder.name, disable=None) as bar:
         for batch in _decoded_batches(paths, encoder, options.batch_size, workers):
             good = [i for i, pixels in enumerate(batch) if pixels is not None]
             if good:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from encoders.base import EncoderOptions, use_all_cores
+from encoders.base import EncoderOptions, cpu_threads
 from encoders.cache import dir_fingerprint
 
 if TYPE_CHECKING:
@@ -53,9 +53,10 @@ class SentenceTransformerText:
         return self._known_dim
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        use_all_cores(self.options.device)
-        vectors = self._load().encode(texts, batch_size=self.options.batch_size,
-                                      convert_to_numpy=True, show_progress_bar=sys.stderr.isatty())
+        model = self._load()
+        with cpu_threads(self.options.device):
+            vectors = model.encode(texts, batch_size=self.options.batch_size,
+                                   convert_to_numpy=True, show_progress_bar=sys.stderr.isatty())
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 

@@ -24,6 +24,12 @@ from server_app import processes
 SIMULATION_CONNECTION = "gfmfr-simulation"
 
 
+def executable(name: str) -> str:
+    """A Flower command from this environment's bin folder, so an unactivated venv works too."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gfmfr", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,10 +60,10 @@ def sync_connections(project: fz.FlowerToml) -> Path:
 def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> int:
     """Run the app on one federation; return 0 only if Flower reports the run completed."""
     fed = project.federation(name)
-    command = ["flwr", "run", str(fz.PROJECT_ROOT)]
-    run_config = " ".join(filter(None, (fz.run_config_arg(fed.run_config), overrides)))
-    if run_config:  # one flag: Flower keeps only the last --run-config; later keys win
-        command += ["--run-config", run_config]
+    command = [executable("flwr"), "run", str(fz.PROJECT_ROOT)]
+    for values in (fz.run_config_arg(fed.run_config), overrides):  # later flags win
+        if values:
+            command += ["--run-config", values]
     if fed.kind == "deployment":
         sync_connections(project)
         return _submit(command[:3] + [fed.name] + command[3:] + ["--stream"], fed.name)
@@ -66,7 +72,7 @@ def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> 
                                                   "insecure": True}})
     log_dir = Path(tempfile.mkdtemp(prefix="gfmfr-superlink-"))
     superlink = processes.start(
-        ["flower-superlink", "--insecure", "--simulation", "--isolation", "subprocess",
+        [executable("flower-superlink"), "--insecure", "--simulation", "--isolation", "subprocess",
          "--host", "127.0.0.1", "--port", str(port), "--database", ":flwr-in-memory:",
          "--disable-runtime-dependency-installation"],
         log_dir / "superlink.log", env=project.simulation.environment())

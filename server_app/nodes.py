@@ -22,22 +22,39 @@ def connect_nodes(grid: Grid, n_users: int, dataset: str, required: int, wait: f
                   timeout: float) -> dict[int, int]:
     """Wait for ``required`` SuperNodes, ask each for its user id, return node id -> user id.
 
-    Raises FederationError, with both numbers, when there are more nodes than users, when a
-    simulated federation was sized for another dataset, or when two nodes claim one user.
+    Every newly connected node is asked at once, so a simulated federation sized for another
+    dataset fails in seconds. Raises FederationError, with both numbers, when there are more
+    nodes than users, when a node was sized for another dataset, when two nodes claim one user,
+    or when fewer than ``required`` nodes connect within ``wait`` seconds.
     """
     deadline = time.monotonic() + wait
+    users: dict[int, int] = {}
     while True:
         nodes = list(grid.get_node_ids())
         if len(nodes) > n_users:
             raise FederationError(_size_message(len(nodes), n_users, dataset))
-        if len(nodes) >= required or time.monotonic() > deadline:
+        new = [node for node in nodes if node not in users]
+        if new:
+            _ask_users(grid, new, users, n_users, dataset, timeout)
+        if len(users) >= required or time.monotonic() > deadline:
             break
-        log(INFO, "waiting for SuperNodes: %d connected, %d needed", len(nodes), required)
-        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+        log(INFO, "waiting for SuperNodes: %d connected, %d needed", len(users), required)
+        time.sleep(2.0)
+    if len(users) < required:
+        raise FederationError(f"only {len(users)} SuperNodes answered within {wait:.0f} s but "
+                              f"{required} are needed (one per user of {dataset}: {n_users}). "
+                              "Start more SuperNodes, or lower min-nodes.")
+    log(INFO, "%d SuperNodes connected, one user each (%s has %d users)", len(users), dataset,
+        n_users)
+    return users
+
+
+def _ask_users(grid: Grid, nodes: list[int], users: dict[int, int], n_users: int, dataset: str,
+               timeout: float) -> None:
+    """Query ``nodes`` for the user they hold; add them to ``users``."""
     replies = grid.send_and_receive(
         [Message(RecordDict(), dst_node_id=node, message_type=INFO_MESSAGE) for node in nodes],
         timeout=timeout)
-    users: dict[int, int] = {}
     for reply in replies:
         if reply.has_error():
             raise FederationError(f"SuperNode {reply.metadata.src_node_id} could not load its "
@@ -51,13 +68,6 @@ def connect_nodes(grid: Grid, n_users: int, dataset: str, required: int, wait: f
             raise FederationError(f"two SuperNodes hold user {user}: give every SuperNode its "
                                   "own partition-id.")
         users[reply.metadata.src_node_id] = user
-    if len(users) < required:
-        raise FederationError(f"only {len(users)} SuperNodes answered but {required} are needed "
-                              f"(one per user of {dataset}: {n_users}). Start more SuperNodes or "
-                              "lower min-nodes.")
-    log(INFO, "%d SuperNodes connected, one user each (%s has %d users)", len(users), dataset,
-        n_users)
-    return users
 
 
 def _size_message(nodes: int, n_users: int, dataset: str) -> str:

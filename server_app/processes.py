@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -96,7 +97,8 @@ def run_id_from_output(text: str) -> int | None:
 
 def run_status(connection: str, run_id: int, env: dict[str, str] | None = None) -> str:
     """Status of a run as Flower reports it (e.g. ``finished:completed``), via ``flwr ls``."""
-    out = subprocess.run(["flwr", "ls", connection, "--run-id", str(run_id), "--format", "json"],
+    flwr = Path(sys.executable).parent / "flwr"
+    out = subprocess.run([str(flwr) if flwr.exists() else "flwr", "ls", connection, "--run-id", str(run_id), "--format", "json"],
                          capture_output=True, text=True, env={**os.environ, **QUIET_ENV,
                                                               **(env or {})}, check=False)
     try:

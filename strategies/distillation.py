@@ -24,6 +24,12 @@ class Teacher:
     probs_all: np.ndarray | None = None  # (n_items,)
     item_vectors: np.ndarray | None = None  # (n_items, d)
 
+    def restrict(self, rows: np.ndarray) -> Teacher:
+        """The teacher on the item rows a local training round uses (see Backbone.only_items)."""
+        if self.probs_all is not None:
+            return Teacher(probs_all=self.probs_all[rows])
+        return Teacher(item_vectors=self.item_vectors[rows])
+
     def probs(self, model: Backbone, items: torch.Tensor) -> torch.Tensor:
         if self.probs_all is not None:
             return torch.from_numpy(self.probs_all)[items]

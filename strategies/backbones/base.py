@@ -7,6 +7,8 @@ A backbone is one user's model. ``SHARED`` names the parameters that are uploade
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -69,9 +71,34 @@ class Backbone(nn.Module):
         return self.logits(torch.arange(self.n_items)).numpy()
 
     # --- parameter split -----------------------------------------------------------------------
+    def item_tables(self) -> tuple[str, ...]:
+        """Parameters with one row per item (trained row-sparse, with lr * item_lr_scale)."""
+        return tuple(name for name, p in self.named_parameters()
+                     if p.dim() == 2 and p.shape[0] == self.n_items)
+
+    @contextmanager
+    def only_items(self, rows: np.ndarray) -> Iterator[None]:
+        """Train on the item-table rows ``rows`` only; batches then index rows by position.
+
+        Local training touches a few hundred of the catalogue's items; restricting the tables to
+        them makes every step cost O(len(rows)) instead of O(n_items). Untouched rows (and their
+        weight decay) stay as they are, as with sparse embedding updates. Rows are written back
+        on exit.
+        """
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        full = {name: getattr(self, name) for name in self.item_tables()}
+        for name, param in full.items():
+            setattr(self, name, nn.Parameter(param.detach()[index].clone()))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, param in full.items():
+                    param[index] = getattr(self, name).detach()
+                    setattr(self, name, param)
+
     def optimizer(self) -> torch.optim.Optimizer:
-        item_tables = {name for name, p in self.named_parameters() if p.dim() == 2
-                       and p.shape[0] == self.n_items}
+        item_tables = set(self.item_tables())
         groups = [
             {"params": [p for n, p in self.named_parameters() if n in item_tables],
              "lr": self.hyper.lr * self.hyper.item_lr_scale},
@@ -79,7 +106,7 @@ class Backbone(nn.Module):
              "lr": self.hyper.lr},
         ]
         return torch.optim.SGD([g for g in groups if g["params"]], lr=self.hyper.lr,
-                               weight_decay=self.hyper.weight_decay)
+                               weight_decay=self.hyper.weight_decay, foreach=True)
 
     def get_arrays(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         return {n: getattr(self, n).detach().numpy().copy() for n in names}

@@ -37,8 +37,8 @@ class NCF(Backbone):
     def logits(self, items: torch.Tensor) -> torch.Tensor:
         v = self.item_vectors(items)
         u = self.e_u.expand(v.shape[0], -1)
-        hidden = F.relu(torch.cat((u, v), dim=1) @ self.W1.T + self.b1)
-        return hidden @ self.w + self.b
+        hidden = F.relu(F.linear(torch.cat((u, v), dim=1), self.W1, self.b1))
+        return F.linear(hidden, self.w.unsqueeze(0), self.b).squeeze(1)
 
 
 class FedRAP(NCF):

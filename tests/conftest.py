@@ -1,0 +1,32 @@
+"""Shared fixtures: the real data directory, and an isolated Flower home for simulations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("GFMFR_DATA_DIR") or ROOT / "data")
+
+
+def require_dataset(name: str) -> Path:
+    """The real dataset folder, or skip with the reason when this checkout has no data link."""
+    path = DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is missing: link the data directory (ln -s ../shared/data data)")
+    return path
+
+
+@pytest.fixture
+def flwr_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for Flower CLI calls: a private FLWR_HOME and no telemetry or installs."""
+    home = tmp_path / "flwr-home"
+    home.mkdir()
+    env = {"FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0",
+           "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+           "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0", "GFMFR_CACHE_DIR": str(tmp_path / "cache")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

@@ -1,0 +1,41 @@
+"""Weighted averaging against numpy's oracle, and upload screening."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from strategies.aggregation import screen_upload, weighted_mean
+
+
+def test_weighted_mean_matches_numpy_average():
+    rng = np.random.default_rng(0)
+    uploads = [{"E": rng.normal(size=(3, 2)).astype(np.float32)} for _ in range(4)]
+    weights = [1.0, 5.0, 2.0, 7.0]
+    expected = np.average(np.stack([u["E"] for u in uploads]), axis=0, weights=weights)
+    assert np.allclose(weighted_mean(uploads, weights)["E"], expected, atol=1e-6)
+
+
+SHAPES = {"E": (3, 2), "b": (1,)}
+
+
+def good():
+    return {"E": np.zeros((3, 2), np.float32), "b": np.zeros(1, np.float32)}
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda u: u.pop("b"), "differ from the shared parameters"),
+    (lambda u: u.update(E=np.zeros((2, 2), np.float32)), "shape"),
+    (lambda u: u.update(E=np.zeros((3, 2), np.int64)), "dtype"),
+    (lambda u: u["E"].__setitem__((0, 0), np.nan), "NaN or Inf"),
+    (lambda u: u.update(private=np.zeros(2, np.float32)), "differ from the shared"),
+])
+def test_screen_rejects_malformed_uploads(change, reason):
+    upload = good()
+    change(upload)
+    assert reason in screen_upload(upload, SHAPES, 10.0)
+
+
+def test_screen_accepts_good_and_rejects_bad_weight():
+    assert screen_upload(good(), SHAPES, 10.0) is None
+    assert "num-examples" in screen_upload(good(), SHAPES, 0.0)

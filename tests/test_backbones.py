@@ -1,0 +1,82 @@
+"""Every backbone: forward, loss, the shared/private split, and row-restricted training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from strategies.backbones.base import Hyper, fedrap_ramp
+from strategies.backbones.registry import BACKBONES, build_backbone
+
+N_ITEMS, DIM = 12, 4
+
+
+@pytest.fixture(params=sorted(BACKBONES))
+def model(request):
+    return build_backbone(request.param, N_ITEMS, Hyper(dim=DIM), seed=0)
+
+
+def test_split_covers_every_parameter_once(model):
+    names = {name for name, _ in model.named_parameters()}
+    assert set(model.SHARED) | set(model.PRIVATE) == names
+    assert not set(model.SHARED) & set(model.PRIVATE)
+    assert model.ITEM_TABLE in model.SHARED
+
+
+def test_forward_and_loss(model):
+    items = torch.tensor([0, 3, 5])
+    labels = torch.tensor([1.0, 0.0, 0.0])
+    loss, logits = model.loss(items, labels, server_round=3)
+    assert logits.shape == (3,) and loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert model.all_scores().shape == (N_ITEMS,)
+
+
+def test_training_lowers_loss_on_fixed_pairs(model):
+    items, labels = torch.tensor([0, 1, 2, 3]), torch.tensor([1.0, 1.0, 0.0, 0.0])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    first = model.loss(items, labels, 1)[0].item()
+    for _ in range(50):
+        optimizer.zero_grad()
+        model.loss(items, labels, 1)[0].backward()
+        optimizer.step()
+    assert model.loss(items, labels, 1)[0].item() < first
+
+
+def test_only_items_trains_rows_and_writes_them_back(model):
+    before = {n: getattr(model, n).detach().clone() for n in model.item_tables()}
+    rows = np.array([2, 7])
+    with model.only_items(rows):
+        table = getattr(model, model.ITEM_TABLE)
+        assert table.shape == (2, DIM)
+        with torch.no_grad():
+            table += 1.0
+    after = getattr(model, model.ITEM_TABLE).detach()
+    changed = ~torch.isclose(after, before[model.ITEM_TABLE]).all(dim=1)
+    assert changed.nonzero().flatten().tolist() == [2, 7]
+
+
+def test_same_seed_same_model():
+    a = build_backbone("fedrap", N_ITEMS, Hyper(dim=DIM), seed=5).shared_arrays()
+    b = build_backbone("fedrap", N_ITEMS, Hyper(dim=DIM), seed=5).shared_arrays()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_set_arrays_rejects_wrong_shape(model):
+    bad = {name: np.zeros((1, 1), np.float32) for name in model.SHARED}
+    with pytest.raises(ValueError, match="expected shape"):
+        model.set_arrays(bad, model.SHARED)
+
+
+def test_fedrap_ramp_and_reference_bug():
+    assert fedrap_ramp(1, reg_bug=False) == 0.0  # t = 0
+    assert fedrap_ramp(11, reg_bug=False) == pytest.approx(np.tanh(1.0) * 0.1)
+    assert fedrap_ramp(11, reg_bug=True) == 0.0
+
+
+def test_fedrap_item_tables_use_lr_times_items():
+    model = build_backbone("fedrap", N_ITEMS, Hyper(dim=DIM, lr=0.01), seed=0)
+    lrs = sorted(group["lr"] for group in model.optimizer().param_groups)
+    assert lrs == [pytest.approx(0.01), pytest.approx(0.01 * N_ITEMS)]

@@ -1,0 +1,50 @@
+"""The run config: pyproject defaults = dataclass defaults, coercion, clear errors, README keys."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import fields
+
+import pytest
+
+from strategies.config import RunConfig
+from tests.conftest import ROOT
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+DEFAULTS = PYPROJECT["tool"]["flwr"]["app"]["config"]
+
+
+def test_pyproject_defaults_equal_dataclass_defaults():
+    assert RunConfig.from_run_config(DEFAULTS) == RunConfig()
+    keys = {f.name.replace("_", "-") for f in fields(RunConfig) if f.name != "extra"}
+    assert set(DEFAULTS) == keys
+
+
+def test_empty_run_config_uses_defaults():
+    assert RunConfig.from_run_config({}) == RunConfig()
+
+
+def test_coercion_of_untyped_overrides():
+    cfg = RunConfig.from_run_config({"lr": 1, "seed": 2.0, "grouping-pca": "false"})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.seed == 2
+    assert cfg.grouping_pca is False
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"lr": -0.1}, "lr must be > 0"),
+    ({"seed": 1.5}, "seed must be a int"),
+    ({"fusion": "concat"}, "fusion must be one of mlp, sum, gate, attention, moe"),
+    ({"select-metric": "AUC"}, "select-metric must be one of"),
+    ({"fraction-train": 0}, "fraction-train must be in (0, 1]"),
+])
+def test_bad_values_fail_with_the_key(overrides, words):
+    with pytest.raises(ValueError) as error:
+        RunConfig.from_run_config(overrides)
+    assert words in str(error.value)
+
+
+def test_readme_documents_every_key():
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", readme, flags=re.M))
+    assert documented == set(DEFAULTS)

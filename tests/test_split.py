@@ -1,0 +1,44 @@
+"""Leave-one-out splitting, candidates and negative sampling on hand-made data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from datasets.interactions import Dataset, ItemCatalog
+from datasets.split import leave_one_out
+
+
+def _dataset(users, items, times) -> Dataset:
+    n_items = 6
+    catalog = ItemCatalog(np.arange(n_items), tuple("" for _ in range(n_items)),
+                          tuple(None for _ in range(n_items)))
+    return Dataset("t", catalog, np.arange(max(users) + 1), np.asarray(users),
+                   np.asarray(items), None if times is None else np.asarray(times))
+
+
+def test_chronological_leave_one_out():
+    data = _dataset([0, 0, 0, 0, 1, 1, 1], [3, 1, 4, 0, 5, 2, 0], [4, 1, 3, 2, 9, 8, 7])
+    split = leave_one_out(data, seed=0)
+    user0 = split.client(0)
+    assert (sorted(user0.train_items), user0.val_item, user0.test_item) == ([0, 1], 4, 3)
+    user1 = split.client(1)
+    assert (list(user1.train_items), user1.val_item, user1.test_item) == ([0], 2, 5)
+
+
+def test_random_hold_out_without_timestamps_is_seeded():
+    data = _dataset([0] * 5 + [1] * 3, [0, 1, 2, 3, 4, 5, 2, 1], None)
+    a, b = leave_one_out(data, seed=7), leave_one_out(data, seed=7)
+    assert np.array_equal(a.val, b.val) and np.array_equal(a.test, b.test)
+    view = a.client(0)
+    assert sorted([*view.train_items, view.val_item, view.test_item]) == [0, 1, 2, 3, 4]
+
+
+def test_candidates_and_negatives_exclude_every_seen_item():
+    data = _dataset([0, 0, 0, 0], [0, 1, 2, 3], [1, 2, 3, 4])
+    view = leave_one_out(data, 0).client(0)
+    assert list(np.flatnonzero(view.candidates(view.test_item))) == [3, 4, 5]
+    items, labels = view.training_pairs(np.random.default_rng(0), neg_per_pos=4)
+    assert labels.sum() == 2 and (labels == 0).sum() == 8
+    assert set(items[labels == 0]) <= {4, 5}
+    other, _ = view.training_pairs(np.random.default_rng(1), neg_per_pos=4)
+    assert not np.array_equal(items, other)  # a new round draws new negatives
