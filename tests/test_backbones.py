@@ -24,6 +24,11 @@ def test_split_covers_every_parameter_once(model):
     assert model.ITEM_TABLE in model.SHARED
 
 
+def test_item_tables_are_the_per_item_parameters(model):
+    per_item = {n for n, p in model.named_parameters() if p.dim() == 2 and p.shape[0] == N_ITEMS}
+    assert set(model.ITEM_TABLES) == per_item
+
+
 def test_forward_and_loss(model):
     items = torch.tensor([0, 3, 5])
     labels = torch.tensor([1.0, 0.0, 0.0])
@@ -46,7 +51,7 @@ def test_training_lowers_loss_on_fixed_pairs(model):
 
 
 def test_only_items_trains_rows_and_writes_them_back(model):
-    before = {n: getattr(model, n).detach().clone() for n in model.item_tables()}
+    before = {n: getattr(model, n).detach().clone() for n in model.ITEM_TABLES}
     rows = np.array([2, 7])
     with model.only_items(rows):
         table = getattr(model, model.ITEM_TABLE)
@@ -76,7 +81,9 @@ def test_fedrap_ramp_and_reference_bug():
     assert fedrap_ramp(11, reg_bug=True) == 0.0
 
 
-def test_fedrap_item_tables_use_lr_times_items():
+def test_item_tables_use_lr_times_items():
     model = build_backbone("fedrap", N_ITEMS, Hyper(dim=DIM, lr=0.01), seed=0)
-    lrs = sorted(group["lr"] for group in model.optimizer().param_groups)
-    assert lrs == [pytest.approx(0.01), pytest.approx(0.01 * N_ITEMS)]
+    with model.only_items(np.array([1, 2])):  # also while training on a few rows
+        groups = model.optimizer().param_groups
+    by_lr = {round(g["lr"], 6): len(g["params"]) for g in groups}
+    assert by_lr == {0.01: 5, round(0.01 * N_ITEMS, 6): 2}

@@ -35,6 +35,7 @@ class Backbone(nn.Module):
     SHARED: ClassVar[tuple[str, ...]]
     PRIVATE: ClassVar[tuple[str, ...]]
     ITEM_TABLE: ClassVar[str]  # shared (n_items, d) table the GFMFR fusion network targets
+    ITEM_TABLES: ClassVar[tuple[str, ...]]  # every (n_items, d) table, shared or private
     HEAD: ClassVar[tuple[str, str] | None] = None  # shared (w, b) output head, if the head is shared
     PRIVATE_HEAD: ClassVar[tuple[str, str] | None] = None  # private (w, b) output head, if any
     GROUPING: ClassVar[tuple[str, ...]] = ()  # shared parameters describing the prediction function
@@ -71,11 +72,6 @@ class Backbone(nn.Module):
         return self.logits(torch.arange(self.n_items)).numpy()
 
     # --- parameter split -----------------------------------------------------------------------
-    def item_tables(self) -> tuple[str, ...]:
-        """Parameters with one row per item (trained row-sparse, with lr * item_lr_scale)."""
-        return tuple(name for name, p in self.named_parameters()
-                     if p.dim() == 2 and p.shape[0] == self.n_items)
-
     @contextmanager
     def only_items(self, rows: np.ndarray) -> Iterator[None]:
         """Train on the item-table rows ``rows`` only; batches then index rows by position.
@@ -86,7 +82,7 @@ class Backbone(nn.Module):
         on exit.
         """
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-        full = {name: getattr(self, name) for name in self.item_tables()}
+        full = {name: getattr(self, name) for name in self.ITEM_TABLES}
         for name, param in full.items():
             setattr(self, name, nn.Parameter(param.detach()[index].clone()))
         try:
@@ -98,7 +94,7 @@ class Backbone(nn.Module):
                     setattr(self, name, param)
 
     def optimizer(self) -> torch.optim.Optimizer:
-        item_tables = set(self.item_tables())
+        item_tables = set(self.ITEM_TABLES)
         groups = [
             {"params": [p for n, p in self.named_parameters() if n in item_tables],
              "lr": self.hyper.lr * self.hyper.item_lr_scale},

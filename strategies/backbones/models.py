@@ -18,6 +18,7 @@ class NCF(Backbone):
     SHARED = ("E", "W1", "b1", "w", "b")
     PRIVATE = ("e_u",)
     ITEM_TABLE = "E"
+    ITEM_TABLES = ("E",)
     HEAD = ("w", "b")
     GROUPING = ("W1", "b1", "w", "b")
 
@@ -51,6 +52,7 @@ class FedRAP(NCF):
     SHARED = ("C", "W1", "b1", "w", "b")
     PRIVATE = ("e_u", "D_u")
     ITEM_TABLE = "C"
+    ITEM_TABLES = ("C", "D_u")
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper, generator)
@@ -71,6 +73,7 @@ class FedRAPOriginal(Backbone):
     SHARED = ("C",)
     PRIVATE = ("D_u", "w", "b")
     ITEM_TABLE = "C"
+    ITEM_TABLES = ("C", "D_u")
     PRIVATE_HEAD = ("w", "b")
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
@@ -93,6 +96,7 @@ class PFedRec(Backbone):
     SHARED = ("E",)
     PRIVATE = ("w", "b")
     ITEM_TABLE = "E"
+    ITEM_TABLES = ("E",)
     PRIVATE_HEAD = ("w", "b")
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
@@ -112,6 +116,7 @@ class MF(Backbone):
     SHARED = ("E",)
     PRIVATE = ("e_u",)
     ITEM_TABLE = "E"
+    ITEM_TABLES = ("E",)
     PRIVATE_HEAD = ("e_u", "zero")
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:

@@ -18,8 +18,6 @@ BACKBONES: dict[str, type[Backbone]] = {
     "pfedrec": PFedRec,
     "mf": MF,
 }
-# FedRAP trains its item tables with lr * n_items (as the FedRAP code does)
-ITEM_LR_TIMES_N_ITEMS = ("fedrap", "fedrap-original")
 
 
 def backbone_class(name: str) -> type[Backbone]:
@@ -29,9 +27,13 @@ def backbone_class(name: str) -> type[Backbone]:
 
 
 def build_backbone(name: str, n_items: int, hyper: Hyper, seed: int) -> Backbone:
-    """A fresh model whose every parameter is drawn from ``seed`` (reproducible on any machine)."""
+    """A fresh model whose every parameter is drawn from ``seed`` (reproducible on any machine).
+
+    Item tables train with ``lr * n_items``, FedRAP's rule, for every backbone: a row's gradient is
+    averaged over a batch it rarely appears in, and with plain ``lr`` the item tables of FedNCF,
+    PFedRec and FCF barely move (docs/method-notes.md has the measurement).
+    """
     cls = backbone_class(name)
-    if name in ITEM_LR_TIMES_N_ITEMS:
-        hyper = Hyper(**{**hyper.__dict__, "item_lr_scale": float(n_items)})
+    hyper = Hyper(**{**hyper.__dict__, "item_lr_scale": float(n_items)})
     generator = torch.Generator().manual_seed(seed)
     return cls(n_items, hyper, generator)
