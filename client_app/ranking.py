@@ -8,10 +8,13 @@ from strategies.protocol import KS
 
 
 def rank_of(scores: np.ndarray, target: int, candidates: np.ndarray) -> int:
-    """0-based rank of ``target`` among ``candidates`` (bool mask); ties count against the target."""
+    """0-based rank of ``target`` among ``candidates`` (bool mask); ties count against the target.
+
+    A NaN score counts against the target too, so a broken model can never score a hit.
+    """
     others = candidates.copy()
     others[target] = False
-    return int(np.count_nonzero(scores[others] >= scores[target]))
+    return int(np.count_nonzero(~(scores[others] < scores[target])))
 
 
 def ranking_metrics(rank: int, ks: tuple[int, ...] = KS) -> dict[str, float]:

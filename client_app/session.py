@@ -74,5 +74,5 @@ class Session:
                        item_vectors=payload.get(p.GROUP_ITEMS))
 
     def kd_weight(self) -> KDWeight:
-        return KDWeight(mode=self.cfg.kd_weight, fixed=self.cfg.kd_fixed,
+        return KDWeight(mode=self.cfg.kd_weight, fixed=self.cfg.kd_fixed, cap=self.cfg.kd_max,
                         ema=load_kd_ema(self.context))

@@ -25,6 +25,7 @@ class KDWeight:
 
     mode: str = "adaptive"  # adaptive | fixed
     fixed: float = 0.5
+    cap: float = 1.0  # adaptive weights are capped: base/kd explodes as the student nears the teacher
     ema: float = 0.0  # 0 = not initialised
     decay: float = 0.9
 
@@ -33,7 +34,7 @@ class KDWeight:
             return self.fixed
         ratio = base / max(kd, 1e-8)
         self.ema = ratio if self.ema == 0.0 else self.decay * self.ema + (1 - self.decay) * ratio
-        return self.ema * math.cos(math.pi * server_round / (2 * num_rounds))
+        return min(self.ema, self.cap) * math.cos(math.pi * server_round / (2 * num_rounds))
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
             optimizer.step()
             total += base.item()
             batches += 1
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise FloatingPointError(f"local training diverged in round {server_round} (non-finite "
+                                 "parameters); lower lr or kd-max. Private state left unchanged.")
     return TrainResult(total / max(batches, 1), total_kd / max(batches, 1), weight, n)
 
 

@@ -61,6 +61,7 @@ class RunConfig:
     fusion_lr: float = 0.01
     kd_weight: str = "adaptive"  # adaptive | fixed | none
     kd_fixed: float = 0.5
+    kd_max: float = 1.0  # cap of the adaptive weight
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet-lite0"
     clip_model: str = "ViT-B-32"
@@ -118,6 +119,7 @@ class RunConfig:
             (self.fusion_epochs >= 0, "fusion-epochs must be >= 0"),
             (self.fusion_lr > 0, "fusion-lr must be > 0"),
             (self.kd_fixed >= 0, "kd-fixed must be >= 0"),
+            (self.kd_max >= 0, "kd-max must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

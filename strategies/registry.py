@@ -12,6 +12,7 @@ from strategies.backbones.base import Hyper
 from strategies.backbones.registry import BACKBONES
 from strategies.config import RunConfig
 from strategies.fedrec import FedRecStrategy
+from strategies.gfmfr import GFMFRStrategy
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ STRATEGIES: dict[str, StrategySpec] = {
                                     "FedRAP as published (head on D_u + C; only C shared)"),
     "pfedrec": StrategySpec(FedRecStrategy, "pfedrec", ("pfedrec",),
                             "PFedRec (item table shared, score head private)"),
+    "gfmfr": StrategySpec(GFMFRStrategy, "fedrap",
+                          ("fedrap", "ncf", "pfedrec", "fedrap-original", "mf"),
+                          "GFMFR: group-aware multimodal fusion + distillation over a backbone"),
 }
 
 

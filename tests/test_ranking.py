@@ -21,6 +21,12 @@ def test_rank_of(scores, target, seen, rank):
     assert rank_of(np.asarray(scores), target, candidates) == rank
 
 
+def test_nan_scores_never_hit():
+    everything = np.ones(5, dtype=bool)
+    assert rank_of(np.full(5, np.nan), 0, everything) == 4
+    assert rank_of(np.array([0.5, np.nan, 0.1, 0.0, 0.2]), 0, everything) == 1
+
+
 def test_metrics_by_hand():
     m = ranking_metrics(2, ks=(1, 3))
     assert m == {"HR@1": 0.0, "HR@3": 1.0, "NDCG@1": 0.0, "NDCG@3": pytest.approx(0.5)}

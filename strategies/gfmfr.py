@@ -1,0 +1,86 @@
+"""GFMFR as a Flower strategy: FedRecStrategy plus grouping, fusion and per-group teachers.
+
+Subclassing (not wrapping) FedRecStrategy: GFMFR changes what each node receives (its own group's
+payload) and needs every accepted upload, which the base strategy's hooks provide; the FedAvg
+aggregation of the backbone's shared parts is inherited unchanged.
+
+Client duties beyond the backbone's: when a training message carries a ``group`` record, add
+``lambda_t * KL(teacher || student)`` over the local training pairs (``client_app.training``). The
+server never sends features or the fusion network; clients never send anything new.
+
+Paper: "Multimodal-enhanced Federated Recommendation: A Group-wise Fusion Approach" (arXiv
+2509.19955); spec in docs/method.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import INFO
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.common import log
+from flwr.serverapp import Grid
+
+from datasets.interactions import Dataset
+from strategies.backbones.base import Backbone
+from strategies.config import RunConfig
+from strategies.fedrec import FedRecStrategy
+from strategies.fusion import FusionTrainer
+from strategies.groups import GroupingOptions, GroupState, advance
+from strategies.records import from_record, to_record
+
+
+class GFMFRStrategy(FedRecStrategy):
+    """Group-aware multimodal fusion with preference-guided distillation over any backbone."""
+
+    def __init__(self, cfg: RunConfig, template: Backbone, users: dict[int, int],
+                 trainer: FusionTrainer) -> None:
+        super().__init__(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users)
+        self.backbone = type(template)
+        self.options = GroupingOptions(cfg.num_groups, cfg.grouping, cfg.grouping_pca,
+                                       cfg.fusion_epochs, cfg.seed)
+        self.state = GroupState(trainer)
+        self._records: dict[int, ArrayRecord] = {}
+        self._sent: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
+                users: dict[int, int]) -> GFMFRStrategy:
+        from encoders.features import item_features  # server-only, heavy imports
+
+        features = item_features(dataset.catalog, text_encoder=cfg.text_encoder,
+                                 image_encoder=cfg.image_encoder, cache_dir=cfg.cache_path(),
+                                 clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained)
+        log(INFO, "item features: text %s, image %s, %d items without a usable image",
+            features.text.shape, features.image.shape, int((~features.image_mask).sum()))
+        trainer = FusionTrainer(cfg.num_groups, features.text, features.image,
+                                features.image_mask, cfg.latent_dim, cfg.fusion, cfg.fusion_lr,
+                                cfg.seed)
+        return cls(cfg, template, users, trainer)
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        if not self.backbone.GROUPING:  # the item-table change summary needs what was sent
+            table = self.backbone.ITEM_TABLE
+            self._sent = {table: from_record(ArrayRecord({table: arrays[table]}))[table]}
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def payload(self, server_round: int, user: int) -> ArrayRecord | None:
+        if self.cfg.kd_weight == "none" or user not in self.state.assignment:
+            return None
+        return self._records.get(self.state.assignment[user])
+
+    def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
+                        weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
+        self.state = advance(self.state, uploads, self._sent, self.backbone, self.options)
+        # one record per group, shared by its members' messages (never mutated)
+        self._records = {k: to_record(v) for k, v in self.state.payloads.items()}
+        self.history.at(server_round).server_seconds.update(self.state.seconds)
+        sizes = np.bincount([self.state.assignment[u] for u in uploads],
+                            minlength=self.options.n_groups)
+        losses = self.state.fusion_losses
+        log(INFO, "  groups %s | fusion MSE %.4f -> %.4f | grouping %.2f s, fusion %.2f s",
+            sizes.tolist(), losses[0] if losses else float("nan"),
+            losses[-1] if losses else float("nan"), self.state.seconds["grouping"],
+            self.state.seconds["fusion"])

@@ -1,0 +1,80 @@
+"""Grouping clients by their uploaded prediction functions (GFMFR step 3; numpy/sklearn/scipy).
+
+Clients are described by a vector per client, standardised per dimension, optionally reduced by
+PCA to 95% of the variance, and clustered into K groups by spectral clustering (RBF affinity,
+median heuristic, the reference code's default) or k-means (the paper's text). Labels are aligned
+with the previous round's by the Hungarian algorithm on member overlap, so group ids stay stable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import pdist, squareform
+from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+
+def describe_clients(uploads: dict[int, dict[str, np.ndarray]], names: tuple[str, ...]
+                     ) -> tuple[list[int], np.ndarray]:
+    """``(users, Z)``: one row per user, the named uploaded parameters flattened and joined."""
+    users = sorted(uploads)
+    rows = [np.concatenate([np.ravel(uploads[u][n]) for n in names]) for u in users]
+    return users, np.asarray(rows, dtype=np.float64)
+
+
+def table_change_summary(uploads: dict[int, dict[str, np.ndarray]], table: str,
+                         sent: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """``(users, Z)`` for backbones whose head stays private: per user, the column sums of the
+    change the client made to the item table (a d-vector along its private head's direction)."""
+    users = sorted(uploads)
+    rows = [(uploads[u][table] - sent).sum(axis=0) for u in users]
+    return users, np.asarray(rows, dtype=np.float64)
+
+
+def cluster(z: np.ndarray, k: int, method: str, pca: bool, seed: int) -> np.ndarray:
+    """Labels in ``0..k-1`` for the rows of ``z`` (fewer rows than k: one group each)."""
+    n = z.shape[0]
+    if n <= k:
+        return np.arange(n)
+    x = StandardScaler().fit_transform(z)
+    x = x[:, np.isfinite(x).all(axis=0)]
+    if pca and min(x.shape) > 2:
+        x = PCA(n_components=0.95, svd_solver="full", random_state=seed).fit_transform(x)
+    if method == "kmeans":
+        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
+    if method == "spectral":
+        return SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
+                                  assign_labels="kmeans").fit_predict(rbf_affinity(x))
+    raise ValueError(f"unknown grouping method {method!r}; choose spectral or kmeans")
+
+
+def rbf_affinity(x: np.ndarray) -> np.ndarray:
+    """exp(-gamma * d^2) with gamma = 1 / (2 * median nonzero pairwise distance^2)."""
+    distances = pdist(x)
+    nonzero = distances[distances > 0]
+    median = float(np.median(nonzero)) if nonzero.size else 1.0
+    return np.exp(-squareform(distances) ** 2 / (2.0 * median**2))
+
+
+def align(previous: dict[int, int], users: list[int], labels: np.ndarray, k: int) -> np.ndarray:
+    """Relabel ``labels`` so each new group takes the id of the old group it overlaps most.
+
+    Hungarian matching on the (new x old) member-overlap matrix; with no previous round the
+    labels are returned unchanged.
+    """
+    if not previous:
+        return labels
+    overlap = np.zeros((k, k))
+    for user, label in zip(users, labels, strict=True):
+        if user in previous:
+            overlap[label, previous[user]] += 1
+    new_ids, old_ids = linear_sum_assignment(overlap, maximize=True)
+    mapping = dict(zip(new_ids.tolist(), old_ids.tolist(), strict=True))
+    return np.asarray([mapping[label] for label in labels.tolist()])
+
+
+def random_groups(users: list[int], k: int, seed: int) -> dict[int, int]:
+    """Random but fixed groups (an ablation): user -> group from a seeded hash of the user id."""
+    return {u: int(np.random.default_rng([seed, u]).integers(k)) for u in users}

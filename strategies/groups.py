@@ -1,0 +1,98 @@
+"""GFMFR's server state across rounds and the pure step that advances it (no Flower here).
+
+One round: group the participants from their uploads (aligned to last round's ids), fit the fusion
+network to each group's mean uploaded item table, and build each group's distillation payload.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from strategies import protocol as p
+from strategies.backbones.base import Backbone
+from strategies.distillation import teacher_probs
+from strategies.fusion import FusionTrainer
+from strategies.grouping import align, cluster, describe_clients, random_groups, \
+    table_change_summary
+
+
+@dataclass(frozen=True)
+class GroupingOptions:
+    n_groups: int = 5
+    method: str = "spectral"  # spectral | kmeans | random
+    pca: bool = True
+    fusion_epochs: int = 50
+    seed: int = 0
+
+
+@dataclass
+class GroupState:
+    """Everything GFMFR's server carries from round to round."""
+
+    trainer: FusionTrainer
+    assignment: dict[int, int] = field(default_factory=dict)  # user -> group
+    payloads: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # group -> arrays
+    fusion_losses: list[float] = field(default_factory=list)  # last round's epoch losses
+    seconds: dict[str, float] = field(default_factory=dict)  # last round's phase times
+
+
+def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
+            sent: dict[str, np.ndarray], backbone: type[Backbone],
+            options: GroupingOptions) -> GroupState:
+    """The next round's state from this round's accepted uploads (``sent``: what was broadcast)."""
+    tic = time.perf_counter()
+    assignment = _regroup(state.assignment, uploads, sent, backbone, options)
+    grouping_seconds = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    members: dict[int, list[int]] = {}
+    for user in sorted(uploads):
+        members.setdefault(assignment[user], []).append(user)
+    groups = np.asarray(sorted(members))
+    targets = np.stack([np.mean([uploads[u][backbone.ITEM_TABLE] for u in members[k]], axis=0)
+                        for k in groups])
+    losses = state.trainer.fit(groups, targets, options.fusion_epochs)
+    tables = state.trainer.tables(groups)  # Q_k
+    payloads = dict(state.payloads)
+    for k, table in zip(groups.tolist(), tables, strict=True):
+        payloads[k] = _payload(k, table, [uploads[u] for u in members[k]], backbone)
+    return GroupState(state.trainer, assignment, payloads, losses,
+                      {"grouping": grouping_seconds, "fusion": time.perf_counter() - tic})
+
+
+def _regroup(previous: dict[int, int], uploads: dict[int, dict[str, np.ndarray]],
+             sent: dict[str, np.ndarray], backbone: type[Backbone],
+             options: GroupingOptions) -> dict[int, int]:
+    """Participants get this round's (aligned) group; absent clients keep their last one."""
+    assignment = dict(previous)
+    if options.method == "random":
+        fresh = random_groups(sorted(uploads), options.n_groups, options.seed)
+        return {**assignment, **fresh}
+    if options.n_groups == 1:
+        return {**assignment, **{u: 0 for u in uploads}}
+    if backbone.GROUPING:
+        users, z = describe_clients(uploads, backbone.GROUPING)
+    else:
+        users, z = table_change_summary(uploads, backbone.ITEM_TABLE, sent[backbone.ITEM_TABLE])
+    labels = cluster(z, options.n_groups, options.method, options.pca, options.seed)
+    labels = align(previous, users, labels, options.n_groups)
+    assignment.update(zip(users, labels.tolist(), strict=True))
+    return assignment
+
+
+def _payload(group: int, table: np.ndarray, members: list[dict[str, np.ndarray]],
+             backbone: type[Backbone]) -> dict[str, np.ndarray]:
+    """What group members receive. With a shared head the server applies the members' mean head
+    to Q_k and sends p_k (n_items floats, d times smaller than Q_k); with a private head it sends
+    Q_k and each client applies its own head."""
+    out = {p.GROUP_ID: np.asarray([group], dtype=np.int64)}
+    if backbone.HEAD is not None:
+        w = np.mean([m[backbone.HEAD[0]] for m in members], axis=0)
+        b = np.mean([m[backbone.HEAD[1]] for m in members], axis=0)
+        out[p.TEACHER_PROBS] = teacher_probs(table, w, b)
+    else:
+        out[p.GROUP_ITEMS] = table.astype(np.float32)
+    return out
