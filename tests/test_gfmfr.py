@@ -1,0 +1,156 @@
+"""GFMFR's pieces against constructed data and hand computations, and its per-group messages."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from strategies import protocol as p
+from strategies.backbones.base import Hyper
+from strategies.backbones.registry import build_backbone
+from strategies.config import RunConfig
+from strategies.distillation import Teacher, kd_loss, teacher_probs
+from strategies.fusion import FUSIONS, FusionTrainer
+from strategies.grouping import align, cluster, rbf_affinity
+from strategies.groups import GroupingOptions, GroupState, advance
+
+
+def two_blobs(n: int = 20, dim: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = np.arange(n) % 2
+    centers = np.stack([np.full(dim, -3.0), np.full(dim, 3.0)])
+    return centers[truth] + rng.normal(scale=0.5, size=(n, dim)), truth
+
+
+@pytest.mark.parametrize("method", ["spectral", "kmeans"])
+def test_clustering_recovers_constructed_groups(method):
+    z, truth = two_blobs()
+    labels = cluster(z, 2, method, pca=True, seed=0)
+    agreement = max(np.mean(labels == truth), np.mean(labels != truth))
+    assert agreement == 1.0
+
+
+def test_hungarian_alignment_restores_previous_ids():
+    users = list(range(6))
+    previous = {0: 2, 1: 2, 2: 0, 3: 0, 4: 1, 5: 1}
+    relabelled = np.array([1, 1, 2, 2, 0, 0])  # same groups, permuted ids
+    assert align(previous, users, relabelled, 3).tolist() == [2, 2, 0, 0, 1, 1]
+    assert align({}, users, relabelled, 3).tolist() == relabelled.tolist()
+
+
+def test_rbf_affinity_uses_median_heuristic():
+    x = np.array([[0.0], [1.0], [3.0]])  # pairwise distances 1, 3, 2 -> median 2
+    a = rbf_affinity(x)
+    assert a[0, 1] == pytest.approx(math.exp(-1 / 8)) and a[0, 2] == pytest.approx(math.exp(-9 / 8))
+
+
+@pytest.mark.parametrize("operator", sorted(FUSIONS))
+def test_fusion_training_reduces_its_loss(operator):
+    rng = np.random.default_rng(0)
+    text, image = rng.normal(size=(30, 10)), rng.normal(size=(30, 12))
+    mask = np.ones(30, dtype=bool)
+    mask[::7] = False
+    trainer = FusionTrainer(3, text, image, mask, d=4, operator=operator, lr=0.01, seed=0)
+    targets = rng.normal(size=(3, 30, 4)).astype(np.float32) * 0.5 + text[None, :, :4] * 0.3
+    losses = trainer.fit(np.arange(3), targets, epochs=60)
+    assert losses[-1] < 0.8 * losses[0]
+    assert trainer.tables(np.arange(3)).shape == (3, 30, 4)
+
+
+def test_teacher_probs_by_hand():
+    q = np.array([[1.0, 2.0], [0.0, -1.0]])
+    probs = teacher_probs(q, np.array([0.5, -1.0]), np.array([0.25]))
+    expected = [1 / (1 + math.exp(-(0.5 - 2 + 0.25))), 1 / (1 + math.exp(-(1 + 0.25)))]
+    assert probs == pytest.approx(expected, rel=1e-6)
+
+
+def test_kl_term_by_hand():
+    logits, teacher = torch.tensor([0.0, 2.0]), torch.tensor([0.8, 0.1])
+    y = [0.5, 1 / (1 + math.exp(-2))]
+    by_hand = np.mean([pt * math.log(pt / yt) + (1 - pt) * math.log((1 - pt) / (1 - yt))
+                       for pt, yt in zip([0.8, 0.1], y, strict=True)])
+    assert kd_loss(logits, teacher).item() == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_probability_and_table_payloads_give_the_same_loss():
+    model = build_backbone("ncf", 8, Hyper(dim=4), seed=0)
+    q = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    w, b = model.w.detach().numpy(), model.b.detach().numpy()
+    items, logits = torch.tensor([1, 5, 6]), torch.tensor([0.3, -0.2, 1.0])
+    by_probs = Teacher(probs_all=teacher_probs(q, w, b)).probs(model, items)
+    by_table = Teacher(item_vectors=q).probs(model, items)  # the client applies its head
+    assert kd_loss(logits, by_probs).item() == pytest.approx(kd_loss(logits, by_table).item(),
+                                                            rel=1e-5)
+
+
+def constructed_uploads(backbone: str, n_users: int = 12, n_items: int = 10):
+    """Two kinds of clients whose uploaded heads and tables differ clearly."""
+    template = build_backbone(backbone, n_items, Hyper(dim=4), seed=0)
+    base = template.shared_arrays()
+    rng = np.random.default_rng(0)
+    uploads = {}
+    for user in range(n_users):
+        sign = 1.0 if user % 2 else -1.0
+        uploads[user] = {k: v + sign + rng.normal(scale=0.05, size=v.shape).astype(np.float32)
+                         for k, v in base.items()}
+    return template, base, uploads
+
+
+def trainer_for(n_items: int, groups: int) -> FusionTrainer:
+    rng = np.random.default_rng(0)
+    return FusionTrainer(groups, rng.normal(size=(n_items, 6)), rng.normal(size=(n_items, 5)),
+                         np.ones(n_items, dtype=bool), d=4, operator="mlp", lr=0.01, seed=0)
+
+
+@pytest.mark.parametrize("backbone", ["ncf", "fedrap", "pfedrec"])
+def test_advance_groups_clients_and_builds_payloads(backbone):
+    template, base, uploads = constructed_uploads(backbone)
+    options = GroupingOptions(n_groups=2, method="kmeans", pca=False, fusion_epochs=5)
+    state = advance(GroupState(trainer_for(10, 2)), uploads, base, type(template), options)
+    groups = np.array([state.assignment[u] for u in range(12)])
+    assert len(set(groups[::2])) == 1 and len(set(groups[1::2])) == 1 and groups[0] != groups[1]
+    payload = state.payloads[groups[0]]
+    if template.HEAD is not None:  # shared head: the server sends p_k
+        assert payload[p.TEACHER_PROBS].shape == (10,) and p.GROUP_ITEMS not in payload
+    else:  # private head: the server sends Q_k, the client applies its own head
+        assert payload[p.GROUP_ITEMS].shape == (10, 4) and p.TEACHER_PROBS not in payload
+    # a second round keeps the ids stable even for clients that did not take part
+    partial = {u: uploads[u] for u in range(6)}
+    later = advance(state, partial, base, type(template), options)
+    assert all(later.assignment[u] == state.assignment[u] for u in range(12))
+
+
+@pytest.fixture
+def flower_task():
+    """Messages can only be built inside a Flower task; give this process a task identity."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
+
+
+def test_each_client_receives_only_its_own_groups_payload(flower_task):
+    from strategies.gfmfr import GFMFRStrategy
+    from strategies.records import to_record
+
+    template, base, uploads = constructed_uploads("ncf")
+    nodes = {1000 + u: u for u in uploads}
+    cfg = RunConfig(num_groups=2, grouping="kmeans", grouping_pca=False, fusion_epochs=3,
+                    num_server_rounds=3)
+    strategy = GFMFRStrategy(cfg, template, nodes, trainer_for(10, 2))
+    strategy.after_aggregate(1, uploads, {u: 1.0 for u in uploads}, base)
+    messages = list(strategy.configure_train(2, to_record(base), None, None))
+    assert len(messages) == 12
+    for message in messages:
+        user = nodes[message.metadata.dst_node_id]
+        group = strategy.state.assignment[user]
+        sent = message.content.array_records[p.GROUP]
+        assert int(sent[p.GROUP_ID].numpy()[0]) == group
+        expected = strategy.state.payloads[group][p.TEACHER_PROBS]
+        assert np.array_equal(sent[p.TEACHER_PROBS].numpy(), expected)
+    assert len({id(m.content) for m in messages}) == 12  # one RecordDict per message
