@@ -11,7 +11,7 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from client_app.session import Session
-from client_app.state import save_kd_ema, save_private
+from client_app.state import save_private
 from client_app.training import evaluate as evaluate_model
 from client_app.training import train_local
 from strategies import protocol as p
@@ -42,8 +42,7 @@ def train(msg: Message, context: Context) -> Message:
                          batch_size=session.cfg.batch_size, neg_per_pos=session.cfg.neg_per_pos,
                          server_round=rnd, num_rounds=session.cfg.num_server_rounds,
                          teacher=session.teacher(msg.content), kd_weight=kd_weight)
-    save_private(context, model.private_arrays())
-    save_kd_ema(context, kd_weight.ema)
+    save_private(context, session.user, model.private_arrays(), kd_weight.ema)
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,
                     p.KD_LOSS: result.kd_loss, p.KD_WEIGHT: result.kd_weight})
     return Message(RecordDict({p.SHARED: to_record(model.shared_arrays()),

@@ -56,7 +56,7 @@ class Session:
         """This user's model: private parts from state (or a seeded init), shared parts received."""
         model = build_backbone(backbone_name(self.cfg), self.split.n_items, hyper(self.cfg),
                                private_seed(self.cfg.seed, self.user))
-        private = load_private(self.context)
+        private = load_private(self.context, self.user)
         if private is not None:
             model.set_arrays(private, model.PRIVATE)
         model.set_arrays(from_record(shared), model.SHARED)

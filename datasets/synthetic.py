@@ -94,7 +94,8 @@ def generate_synthetic(spec: SyntheticSpec, image_root: Path) -> Dataset:
 def _item_text(item: int, topic: int, rng: np.random.Generator) -> str:
     name, plot = TOPICS[topic % len(TOPICS)]
     words = [w for w in plot.split() if len(w) > 3]
-    picked = " ".join(words[j] for j in sorted(rng.choice(len(words), size=min(5, len(words)), replace=False)))
+    chosen = sorted(rng.choice(len(words), size=min(5, len(words)), replace=False))
+    picked = " ".join(words[j] for j in chosen)
     return f"Item {item}. Genres: {name}. A story where {picked}."
 
 

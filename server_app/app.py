@@ -15,8 +15,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from datasets.registry import load_dataset
 from server_app.nodes import connect_nodes
-from server_app.windowed_grid import WindowedGrid
 from server_app.results import run_name, summary, write_results
+from server_app.windowed_grid import WindowedGrid
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
 from strategies.records import to_record

@@ -98,9 +98,10 @@ def run_id_from_output(text: str) -> int | None:
 def run_status(connection: str, run_id: int, env: dict[str, str] | None = None) -> str:
     """Status of a run as Flower reports it (e.g. ``finished:completed``), via ``flwr ls``."""
     flwr = Path(sys.executable).parent / "flwr"
-    out = subprocess.run([str(flwr) if flwr.exists() else "flwr", "ls", connection, "--run-id", str(run_id), "--format", "json"],
-                         capture_output=True, text=True, env={**os.environ, **QUIET_ENV,
-                                                              **(env or {})}, check=False)
+    command = [str(flwr) if flwr.exists() else "flwr", "ls", connection, "--run-id", str(run_id),
+               "--format", "json"]
+    out = subprocess.run(command, capture_output=True, text=True,
+                         env={**os.environ, **QUIET_ENV, **(env or {})}, check=False)
     try:
         runs = json.loads(out.stdout)["runs"]
         return str(runs[0]["status"])

@@ -26,8 +26,8 @@ from flwr.serverapp.strategy import Strategy
 
 from datasets.interactions import Dataset
 from strategies import protocol as p
-from strategies.backbones.base import Backbone
 from strategies.aggregation import screen_upload, weighted_mean
+from strategies.backbones.base import Backbone
 from strategies.config import RunConfig
 from strategies.history import RunHistory
 from strategies.records import from_record, to_record

@@ -15,8 +15,13 @@ from strategies import protocol as p
 from strategies.backbones.base import Backbone
 from strategies.distillation import teacher_probs
 from strategies.fusion import FusionTrainer
-from strategies.grouping import align, cluster, describe_clients, random_groups, \
-    table_change_summary
+from strategies.grouping import (
+    align,
+    cluster,
+    describe_clients,
+    random_groups,
+    table_change_summary,
+)
 
 
 @dataclass(frozen=True)

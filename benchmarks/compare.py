@@ -1,0 +1,129 @@
+"""Compare strategies over several seeds on one dataset: one table (CSV + Markdown) and curves.
+
+    python -m benchmarks.compare --federation ml-100k-mm --seeds 0 1 2 \
+        --runs fedncf fedrap pfedrec "gfmfr:backbone='fedrap'" --out docs/results/ml-100k-mm
+
+Each run is a real `gfmfr run` (one Ray simulation). A run is ``<strategy>`` or
+``<strategy>:<extra run-config>``; its label in the table is the whole string. The table holds
+mean and standard deviation over seeds of the test metrics at each run's best-validation round;
+the plot shows validation HR@50 per round (mean over seeds). Finished runs are reused, so an
+interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS = ("HR@10", "HR@20", "HR@50", "NDCG@10", "NDCG@20", "NDCG@50")
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
+
+
+def run(federation: str, label: str, seed: int, common: str, out: Path) -> dict:
+    """Run one (label, seed) unless its summary exists; return the summary."""
+    strategy, _, extra = label.partition(":")
+    name = f"{slug(label)}-seed{seed}"
+    summary_path = out / "runs" / name / "summary.json"
+    if not summary_path.is_file():
+        overrides = (f"strategy='{strategy}' seed={seed} run-name='{name}' "
+                     f"results-dir='{out / 'runs'}' {common} {extra}")
+        done = subprocess.run([sys.executable, "-m", "server_app.cli", "run", federation, "-c",
+                               overrides], cwd=ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{label} seed {seed} failed:\n{done.stdout[-3000:]}")
+    return json.loads(summary_path.read_text())
+
+
+def table(results: dict[str, list[dict]]) -> list[dict]:
+    rows = []
+    for label, summaries in results.items():
+        row = {"run": label, "seeds": len(summaries)}
+        for metric in METRICS:
+            values = np.array([s["test"][metric] for s in summaries])
+            row[metric] = float(values.mean())
+            row[f"{metric} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        row["best round"] = float(np.mean([s["best_round"] for s in summaries]))
+        row["s/round"] = float(np.mean([s["seconds_per_round"] for s in summaries]))
+        rows.append(row)
+    return rows
+
+
+def write_outputs(rows: list[dict], results: dict[str, list[dict]], out: Path, title: str,
+                  command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "table.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"# {title}", "", f"Command: `{command}`", "",
+             "Test metrics at each run's best-validation round (HR@50), mean ± std over seeds.", "",
+             "| run | " + " | ".join(METRICS) + " | best round | s/round |",
+             "| --- |" + " ---: |" * (len(METRICS) + 2)]
+    for row in rows:
+        cells = [f"{row[m]:.4f} ± {row[m + ' std']:.4f}" for m in METRICS]
+        lines.append(f"| `{row['run']}` | " + " | ".join(cells)
+                     + f" | {row['best round']:.1f} | {row['s/round']:.1f} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    plot_curves(results, out / "val_hr50.png", title)
+
+
+def plot_curves(results: dict[str, list[dict]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, summaries in results.items():
+        curves = [{r["round"]: r["val"]["HR@50"] for r in s["rounds"] if r.get("val")}
+                  for s in summaries]
+        rounds = sorted(set.intersection(*(set(c) for c in curves)))
+        mean = [np.mean([c[r] for c in curves]) for r in rounds]
+        ax.plot(rounds, mean, label=label)
+    ax.set_xlabel("round")
+    ax.set_ylabel("validation HR@50 (mean over seeds)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--federation", default="ml-100k-mm")
+    parser.add_argument("--runs", nargs="+", required=True)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--run-config", default="", help="overrides for every run")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--title", default="")
+    args = parser.parse_args()
+    results: dict[str, list[dict]] = {}
+    for label in args.runs:
+        for seed in args.seeds:
+            summary = run(args.federation, label, seed, args.run_config, args.out)
+            results.setdefault(label, []).append(summary)
+            print(f"{label} seed {seed}: test HR@50 {summary['test']['HR@50']:.4f} "
+                  f"NDCG@50 {summary['test']['NDCG@50']:.4f} (best round "
+                  f"{summary['best_round']})", flush=True)
+    command = "python -m benchmarks.compare " + " ".join(
+        f"'{a}'" if " " in a or "'" in a else a for a in sys.argv[1:])
+    rows = table(results)
+    write_outputs(rows, results, args.out, args.title or f"{args.federation}", command)
+    print((args.out / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

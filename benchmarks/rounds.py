@@ -1,0 +1,75 @@
+"""Seconds per round and peak memory of real `gfmfr run` simulations, per strategy.
+
+    python -m benchmarks.rounds --federation ml-100k-mm --strategies fedncf fedrap gfmfr --rounds 4
+
+Each strategy runs as a user runs it (private SuperLink, Ray simulation, one SuperNode per user,
+every client trained and evaluated each round). Seconds per round exclude round 1, which pays
+for Ray workers importing torch and loading the data; peak memory is the resident memory of the
+whole process tree (SuperLink, ServerApp, Ray workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.procmem import PeakMemory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_one(federation: str, strategy: str, rounds: int, extra: str, results: Path) -> dict:
+    name = f"bench-{federation}-{strategy}"
+    overrides = (f"strategy='{strategy}' num-server-rounds={rounds} run-name='{name}' "
+                 f"results-dir='{results}' {extra}")
+    start = time.perf_counter()
+    with subprocess.Popen([sys.executable, "-m", "server_app.cli", "run", federation, "-c",
+                           overrides], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc, \
+            PeakMemory(proc.pid) as memory:
+        log = proc.stdout.read()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{strategy} failed:\n{log[-4000:]}")
+    summary = json.loads((results / name / "summary.json").read_text())
+    trained = [r for r in summary["rounds"] if r["trained"]]
+    later = [r["seconds"] for r in trained[1:]] or [trained[0]["seconds"]]
+    server = {}
+    for r in trained[1:]:
+        for phase, seconds in r["server_seconds"].items():
+            server[phase] = server.get(phase, 0.0) + seconds / max(len(trained) - 1, 1)
+    return {"strategy": strategy, "federation": federation, "rounds": rounds,
+            "first_round_s": trained[0]["seconds"], "seconds_per_round": sum(later) / len(later),
+            "server_phases_s": server, "peak_rss_gb": memory.peak / 2**30, "wall_s": wall,
+            "test": summary["test"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--federation", default="ml-100k-mm")
+    parser.add_argument("--strategies", nargs="+", default=["fedncf", "fedrap", "gfmfr"])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--run-config", default="", help="extra overrides for every run")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    results = Path(tempfile.mkdtemp(prefix="gfmfr-bench-"))
+    rows = []
+    print(f"{'strategy':<16} {'s/round':>8} {'round 1':>8} {'peak GB':>8} {'wall s':>7}  "
+          "server phases (s/round)")
+    for strategy in args.strategies:
+        row = run_one(args.federation, strategy, args.rounds, args.run_config, results)
+        rows.append(row)
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in row["server_phases_s"].items())
+        print(f"{strategy:<16} {row['seconds_per_round']:8.2f} {row['first_round_s']:8.2f} "
+              f"{row['peak_rss_gb']:8.2f} {row['wall_s']:7.1f}  {phases}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

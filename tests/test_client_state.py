@@ -1,0 +1,38 @@
+"""Private state: kept in context.state, persisted to the node's state-dir, resumed after restart."""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Context, RecordDict
+
+from client_app.state import load_kd_ema, load_private, save_private
+
+
+def context(state_dir=None) -> Context:
+    node_config = {"partition-id": 3}
+    if state_dir is not None:
+        node_config["state-dir"] = str(state_dir)
+    return Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(),
+                   run_config={})
+
+
+def test_first_round_has_no_private_state():
+    assert load_private(context(), 3) is None
+
+
+def test_state_round_trips_through_context_and_disk(tmp_path):
+    arrays = {"e_u": np.arange(4, dtype=np.float32), "D_u": np.ones((5, 4), np.float32)}
+    first = context(tmp_path)
+    save_private(first, 3, arrays, kd_ema=2.5)
+    again = load_private(first, 3)
+    assert all(np.array_equal(again[k], arrays[k]) for k in arrays)
+    restarted = context(tmp_path)  # a SuperNode restart: empty context.state
+    resumed = load_private(restarted, 3)
+    assert all(np.array_equal(resumed[k], arrays[k]) for k in arrays)
+    assert load_kd_ema(restarted) == 2.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["user-3.npz"]  # no temp files left
+
+
+def test_corrupted_state_file_means_a_fresh_start(tmp_path, caplog):
+    (tmp_path / "user-3.npz").write_bytes(b"not a zip file")
+    assert load_private(context(tmp_path), 3) is None
