@@ -77,8 +77,9 @@ def main() -> None:
         paths = list(catalog.image_paths[:args.limit])
         posters = [path for path in paths if path is not None]
         options = encoder_options(args.device, args.batch_size)
-        print(f"{len(texts)} items, {len(posters)} posters; device {options.device}, "
-              f"batch {options.batch_size}, {n_cpus()} CPU cores, torch {torch.__version__}")
+        batch = options.batch_size or "encoder default"
+        print(f"{len(texts)} items, {len(posters)} posters; device {options.device}, batch "
+              f"{batch}, {n_cpus()} CPU cores, torch {torch.__version__}")
         for label, count, run in (
             ("text  minilm", len(texts),
              lambda cache: text_features(texts, "minilm", cache, options)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from flwr.app import ArrayRecord, Context, RecordDict
 
 from client_app.state import load_kd_ema, load_private
@@ -38,6 +39,9 @@ class Session:
 
     @classmethod
     def open(cls, context: Context) -> Session:
+        # A user's model is tiny: one thread per ClientApp, parallelism comes from running several
+        # ClientApps (more threads only add synchronisation and fight the other workers).
+        torch.set_num_threads(1)
         cfg = RunConfig.from_run_config(dict(context.run_config))
         if "partition-id" not in context.node_config:
             raise ValueError("this SuperNode has no partition-id in its node config; start it "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,15 +22,22 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class EncoderOptions:
     """Settings of one ``item_features`` call, shared by its text and image encoder."""
 
     device: str  # "cpu", "cuda", "cuda:1", ...
-    batch_size: int
+    batch_size: int | None = None  # None: each encoder's default for the device
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = ""
     loaded: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # models loaded this call
+
+    def batch(self, cpu: int, gpu: int) -> int:
+        """The caller's batch size, else the encoder's default (``cpu`` or ``gpu``)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return cpu if self.device == "cpu" else gpu
 
 
 class TextEncoder(Protocol):
@@ -54,8 +61,12 @@ class ImageEncoder(Protocol):
         """Load the model; called once, in the main thread, before any ``preprocess``."""
         ...
 
+    def batch_size(self) -> int:
+        """Images per forward pass (per worker thread on CPU)."""
+        ...
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """One decoded RGB image -> model input (C, H, W); runs in decode threads."""
+        """One decoded RGB image -> model input (C, H, W); runs in worker threads."""
         ...
 
     def encode(self, pixels: torch.Tensor) -> np.ndarray:
@@ -87,25 +98,38 @@ def busy_cores(window: float = 0.25) -> float:
     return (total2 - total - (idle2 - idle)) / os.sysconf("SC_CLK_TCK") / window
 
 
+def _omp_threads() -> int | None:
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def cpu_workers() -> int:
+    """Parallel CPU workers: OMP_NUM_THREADS when set (the user's choice), else every core."""
+    return _omp_threads() or n_cpus()
+
+
+def free_cores() -> int:
+    """Torch threads for one CPU job: OMP_NUM_THREADS when set, else the cores that other
+    processes leave free right now (at least 1)."""
+    return _omp_threads() or max(1, min(n_cpus(), round(n_cpus() - busy_cores())))
+
+
 @contextmanager
-def cpu_threads(device: str) -> Iterator[None]:
-    """Run torch on the cores other processes leave free, then restore torch's thread count.
+def torch_threads(device: str, threads: int | Callable[[], int]) -> Iterator[None]:
+    """Run CPU torch ops on ``threads`` intra-op threads, then restore torch's setting.
 
     Oversubscribing hurts badly: on a 2-core machine with one core busy elsewhere, EfficientNet
-    ran 4.5x slower on 2 threads than on 1 (threads wait on each other at every operator). On an
-    idle machine this uses every allowed core. An explicit OMP_NUM_THREADS is respected as is.
+    ran 4.5x slower on 2 threads than on 1 (threads wait on each other at every operator).
     """
     import torch
 
-    if device != "cpu" or "OMP_NUM_THREADS" in os.environ:
+    if device != "cpu":
         yield
         return
     before = torch.get_num_threads()
-    busy = busy_cores()
-    threads = max(1, min(n_cpus(), round(n_cpus() - busy)))
-    logger.info("CPU encoding on %d torch threads (%d cores, %.1f busy elsewhere)", threads,
-                n_cpus(), busy)
-    torch.set_num_threads(threads)
+    count = threads() if callable(threads) else threads
+    logger.info("CPU encoding with %d torch thread(s) (%d cores)", count, n_cpus())
+    torch.set_num_threads(count)
     try:
         yield
     finally:

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from encoders.base import EncoderOptions, cpu_threads
+from encoders.base import EncoderOptions, free_cores, torch_threads
 from encoders.cache import dir_fingerprint, file_fingerprint, string_key
 
 logger = logging.getLogger(__name__)
@@ -145,8 +145,8 @@ class OpenClipText(_OpenClipTower):
 
     def encode(self, texts: list[str]) -> np.ndarray:
         model, _, tokenizer = _load(self.source, self.options)
-        size, rows = self.options.batch_size, []
-        with torch.inference_mode(), cpu_threads(self.options.device):
+        size, rows = self.options.batch(32, 256), []
+        with torch.inference_mode(), torch_threads(self.options.device, free_cores):
             for start in tqdm(range(0, len(texts), size), unit="batch", desc="open-clip text",
                               disable=None):
                 tokens = tokenizer(texts[start:start + size]).to(self.options.device)
@@ -160,6 +160,9 @@ class OpenClipImage(_OpenClipTower):
     def __init__(self, argument: str, options: EncoderOptions) -> None:
         super().__init__("image", options)
         self._preprocess: Any = None
+
+    def batch_size(self) -> int:
+        return self.options.batch(8, 128)
 
     def load(self) -> None:
         self._model, self._preprocess, _ = _load(self.source, self.options)

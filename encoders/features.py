@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CPU_BATCH_SIZE = 16  # EfficientNet-Lite0 on CPU runs fastest on small batches (cache-resident)
-GPU_BATCH_SIZE = 128
-
 
 @dataclass(frozen=True)
 class ItemFeatures:
@@ -49,14 +46,12 @@ def default_cache_dir() -> Path:
 
 def encoder_options(device: str | None = None, batch_size: int | None = None,
                     clip_model: str = "ViT-B-32", clip_pretrained: str = "") -> EncoderOptions:
-    """Options with ``device`` auto-detected (CUDA when present) and a per-device batch size."""
+    """Options with ``device`` auto-detected (CUDA when present); None batch: encoder default."""
     if device is None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if batch_size is None:
-        batch_size = CPU_BATCH_SIZE if device == "cpu" else GPU_BATCH_SIZE
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     return EncoderOptions(device=device, batch_size=batch_size, clip_model=clip_model,
                           clip_pretrained=clip_pretrained)
@@ -143,7 +138,8 @@ def item_features(catalog: ItemCatalog, text_encoder: str = "minilm",
     device
         Torch device; None picks CUDA when available, else CPU (all cores).
     batch_size
-        Items per forward pass; None picks 16 on CPU (fastest there) and 128 on GPU.
+        Items per forward pass; None lets each encoder pick for the device (on CPU: 2 images
+        per core for EfficientNet, 8 for open_clip, 32 texts; on GPU: 128 or more).
     """
     check_encoder_name("text", text_encoder)
     check_encoder_name("image", image_encoder)

@@ -1,8 +1,8 @@
 """Image encoding: the packaged EfficientNet-Lite0 encoder and the decode -> encode pipeline.
 
-Decoding runs in a small thread pool (Pillow releases the GIL while decoding and resizing) a few
-batches ahead of the model, so decoding overlaps compute without worker processes. A file that
-cannot be read or decoded yields no row: it is logged by name, masked and counted, never fatal.
+Worker threads decode and encode chunks of images (Pillow and torch release the GIL), so decoding
+overlaps compute without worker processes. A file that cannot be read or decoded yields no row:
+it is logged by name, masked and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from encoders.base import EncoderOptions, ImageEncoder, cpu_threads, n_cpus
+from encoders.base import EncoderOptions, ImageEncoder, cpu_workers, n_cpus, torch_threads
 from encoders.cache import file_fingerprint
 
 logger = logging.getLogger(__name__)
 
-PREFETCH_BATCHES = 2
+CPU_BATCH = 2  # per worker thread: small batches keep activations in the core's cache
 EFFICIENTNET_SIZE = 224
 EFFICIENTNET_DIM = 1280
 # EXIF orientation applied, whole poster squashed to 224x224 (no centre crop: a poster's title and
@@ -56,6 +56,9 @@ class EfficientNetLite0:
 
     def dim(self) -> int:
         return EFFICIENTNET_DIM
+
+    def batch_size(self) -> int:
+        return self.options.batch(CPU_BATCH, 128)
 
     def load(self) -> None:
         if self._model is not None:
@@ -117,45 +120,53 @@ def _decode(path: Path, encoder: ImageEncoder) -> torch.Tensor | None:
         return None
 
 
-def _decoded_batches(paths: list[Path], encoder: ImageEncoder, batch_size: int,
-                     workers: int) -> Iterator[list[torch.Tensor | None]]:
-    """Decoded batches in order, decoding up to ``PREFETCH_BATCHES`` batches ahead."""
-    starts = iter(range(0, len(paths), batch_size))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending: deque[list[Future[torch.Tensor | None]]] = deque()
+def _encode_chunk(paths: list[Path], encoder: ImageEncoder) -> tuple[list[int], np.ndarray | None]:
+    """Decode and encode one chunk: (positions decoded, their rows) or ([], None)."""
+    decoded = [_decode(path, encoder) for path in paths]
+    good = [i for i, pixels in enumerate(decoded) if pixels is not None]
+    if not good:
+        return [], None
+    with torch.inference_mode():  # thread-local: entered in the worker itself
+        return good, encoder.encode(torch.stack([decoded[i] for i in good]))
 
-        def submit() -> None:
-            start = next(starts, None)
-            if start is not None:
-                pending.append([pool.submit(_decode, path, encoder)
-                                for path in paths[start:start + batch_size]])
 
-        for _ in range(PREFETCH_BATCHES + 1):
-            submit()
-        while pending:
-            futures = pending.popleft()
-            submit()
-            yield [future.result() for future in futures]
+def _in_order(pool: ThreadPoolExecutor, chunks: list[list[Path]], encoder: ImageEncoder,
+              in_flight: int) -> Iterator[tuple[list[int], np.ndarray | None]]:
+    """Results of ``_encode_chunk`` in order, with at most ``in_flight`` chunks queued."""
+    pending: deque[Future[tuple[list[int], np.ndarray | None]]] = deque()
+    for chunk in chunks:
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+        pending.append(pool.submit(_encode_chunk, chunk, encoder))
+    while pending:
+        yield pending.popleft().result()
 
 
 def encode_image_files(paths: list[Path], encoder: ImageEncoder,
                        options: EncoderOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Encode image files: vectors (n, dim) float32 (zero rows where unreadable), ok (n,) bool."""
+    """Encode image files: vectors (n, dim) float32 (zero rows where unreadable), ok (n,) bool.
+
+    Worker threads each decode and encode whole chunks. On CPU there is one worker per core, each
+    running torch single-threaded: small per-core batches stay in cache and the cores never wait
+    on each other, so a core busy with another process slows the run by one core's share only.
+    On GPU the workers overlap decoding with the device's work.
+    """
     vectors = np.zeros((len(paths), encoder.dim()), dtype=np.float32)
     ok = np.zeros(len(paths), dtype=bool)
     if not paths:
         return vectors, ok
     encoder.load()
-    workers = max(2, min(8, n_cpus()))
+    size = encoder.batch_size()
+    chunks = [paths[start:start + size] for start in range(0, len(paths), size)]
+    workers = cpu_workers() if options.device == "cpu" else max(2, min(8, n_cpus()))
     done = 0
-    with torch.inference_mode(), cpu_threads(options.device), \
+    with torch_threads(options.device, 1), ThreadPoolExecutor(workers, "encode") as pool, \
             tqdm(total=len(paths), unit="img", desc=encoder.name, disable=None) as bar:
-        for batch in _decoded_batches(paths, encoder, options.batch_size, workers):
-            good = [i for i, pixels in enumerate(batch) if pixels is not None]
+        for chunk, (good, rows) in zip(chunks, _in_order(pool, chunks, encoder, 2 * workers),
+                                       strict=True):
             if good:
-                rows = encoder.encode(torch.stack([batch[i] for i in good]))
                 vectors[[done + i for i in good]] = rows
                 ok[[done + i for i in good]] = True
-            done += len(batch)
-            bar.update(len(batch))
+            done += len(chunk)
+            bar.update(len(chunk))
     return vectors, ok

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from encoders.base import EncoderOptions, cpu_threads
+from encoders.base import EncoderOptions, free_cores, torch_threads
 from encoders.cache import dir_fingerprint
 
 if TYPE_CHECKING:
@@ -54,8 +54,8 @@ class SentenceTransformerText:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
-        with cpu_threads(self.options.device):
-            vectors = model.encode(texts, batch_size=self.options.batch_size,
+        with torch_threads(self.options.device, free_cores):
+            vectors = model.encode(texts, batch_size=self.options.batch(32, 128),
                                    convert_to_numpy=True, show_progress_bar=sys.stderr.isatty())
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 

@@ -19,6 +19,7 @@ from server_app.results import run_name, summary, write_results
 from server_app.windowed_grid import WindowedGrid
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
+from strategies.fedrec import FedRecStrategy
 from strategies.records import to_record
 from strategies.registry import backbone_name, hyper, strategy_spec
 
@@ -26,7 +27,8 @@ app = ServerApp()
 
 
 @app.main()
-def main(grid: Grid, context: Context) -> None:
+def main(grid: Grid, context: Context) -> FedRecStrategy:
+    """Run one federated job; returns the strategy (its ``history``) for callers in-process."""
     cfg = RunConfig.from_run_config(dict(context.run_config))
     spec, backbone = strategy_spec(cfg), backbone_name(cfg)
     seed_everything(cfg.seed)
@@ -47,6 +49,7 @@ def main(grid: Grid, context: Context) -> None:
     path = write_results(Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone),
                          content)
     _log_final(content, path)
+    return strategy
 
 
 def seed_everything(seed: int) -> None:

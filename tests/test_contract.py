@@ -1,0 +1,84 @@
+"""One contract for every registered strategy, through the real ServerApp and ClientApp in-process.
+
+Two rounds on a small synthetic federation: the run completes and evaluates every user, replies
+carry exactly the backbone's shared parameters (never a private one), the same seed gives the same
+result, and GFMFR with one group and no distillation is its backbone, run for run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from strategies import protocol as p
+from strategies.backbones.registry import BACKBONES
+from strategies.registry import STRATEGIES
+from tests.inprocess import run_inprocess
+
+USERS = 24
+COMBOS = [(name, "") for name in STRATEGIES if name != "gfmfr"] + [
+    ("gfmfr", b) for b in STRATEGIES["gfmfr"].backbones]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")  # features encoded once for the whole module
+
+
+def config(cache_dir, tmp_path, **extra) -> dict:
+    return {"dataset": "synthetic", "synthetic-users": USERS, "synthetic-items": 40,
+            "synthetic-interactions": 8, "num-server-rounds": 2, "cache-dir": str(cache_dir),
+            "results-dir": str(tmp_path), "max-in-flight": 0, "lr": 0.05, **extra}
+
+
+@pytest.mark.parametrize("strategy, backbone", COMBOS, ids=[f"{s}-{b}" if b else s
+                                                            for s, b in COMBOS])
+def test_strategy_contract(strategy, backbone, cache_dir, tmp_path):
+    grid, run = run_inprocess(config(cache_dir, tmp_path, strategy=strategy, backbone=backbone),
+                              USERS)
+    model = BACKBONES[backbone or STRATEGIES[strategy].default_backbone]
+    assert run.history.rounds[2].trained == USERS
+    assert run.history.rounds[0].evaluated_users == USERS
+    assert run.history.rounds[2].val is not None and run.history.best_round is not None
+    uploads = [r.content for r in grid.replies_seen if p.SHARED in r.content.array_records]
+    assert uploads
+    for content in uploads:
+        assert set(content.array_records) == {p.SHARED}
+        assert set(content.array_records[p.SHARED]) == set(model.SHARED)
+        assert not set(content.metric_records[p.METRICS]) & set(model.PRIVATE)
+    if strategy == "gfmfr":
+        second = [m for m in grid.sent if m.metadata.message_type == "train"
+                  and int(m.content[p.CONFIG][p.SERVER_ROUND]) == 2]
+        assert second and all(p.GROUP in m.content.array_records for m in second)
+
+
+def test_same_seed_same_result(cache_dir, tmp_path):
+    runs = [run_inprocess(config(cache_dir, tmp_path / str(i), strategy="fedncf"), USERS)[1]
+            for i in range(2)]
+    assert runs[0].history.rounds[2].val == runs[1].history.rounds[2].val
+    assert runs[0].history.rounds[2].train_loss == runs[1].history.rounds[2].train_loss
+
+
+def test_gfmfr_with_one_group_and_no_distillation_is_its_backbone(cache_dir, tmp_path):
+    _, backbone = run_inprocess(config(cache_dir, tmp_path / "a", strategy="fedrap"), USERS)
+    _, plugin = run_inprocess(config(cache_dir, tmp_path / "b", strategy="gfmfr",
+                                     backbone="fedrap", **{"num-groups": 1, "kd-weight": "none"}),
+                              USERS)
+    for rnd in (0, 1, 2):
+        assert plugin.history.rounds[rnd].val == backbone.history.rounds[rnd].val
+    assert plugin.history.rounds[2].train_loss == backbone.history.rounds[2].train_loss
+
+
+def test_bad_configuration_fails_before_training(cache_dir, tmp_path):
+    with pytest.raises(ValueError, match="cannot use backbone 'mf'"):
+        run_inprocess(config(cache_dir, tmp_path, strategy="fedrap", backbone="mf"), USERS)
+    with pytest.raises(ValueError, match="unknown strategy 'fedavg'; choose one of"):
+        run_inprocess(config(cache_dir, tmp_path, strategy="fedavg"), USERS)
+
+
+def test_sampling_trains_a_fraction_but_evaluates_everyone(cache_dir, tmp_path):
+    _, run = run_inprocess(config(cache_dir, tmp_path, strategy="fedncf",
+                                  **{"fraction-train": 0.5}), USERS)
+    assert run.history.rounds[1].trained == USERS // 2
+    assert run.history.rounds[1].evaluated_users == USERS
+    assert np.isfinite(run.history.rounds[2].val["HR@50"])
