@@ -79,11 +79,16 @@ class ClientView:
 
     def training_pairs(self, rng: np.random.Generator, neg_per_pos: int
                        ) -> tuple[np.ndarray, np.ndarray]:
-        """Positives plus ``neg_per_pos`` negatives each, drawn from never-seen items.
+        """Positives plus ``neg_per_pos`` negatives each, drawn from items not in the training set.
 
+        The held-out validation and test items can be drawn as negatives, as on a real device
+        that cannot know its future: excluding them would leave them the only items never
+        pushed down, which personal item tables (FedRAP's D_u) turn into a leak of the answer.
         Returns ``(items, labels)`` in a random order; call once per round to resample negatives.
         """
-        unseen = np.flatnonzero(~self.seen_mask())
+        train = np.zeros(self.n_items, dtype=bool)
+        train[self.train_items] = True
+        unseen = np.flatnonzero(~train)
         n_neg = self.train_items.size * neg_per_pos
         negatives = rng.choice(unseen, size=n_neg, replace=unseen.size < n_neg) if unseen.size \
             else np.empty(0, dtype=np.int64)

@@ -128,7 +128,7 @@ def torch_threads(device: str, threads: int | Callable[[], int]) -> Iterator[Non
         return
     before = torch.get_num_threads()
     count = threads() if callable(threads) else threads
-    logger.info("CPU encoding with %d torch thread(s) (%d cores)", count, n_cpus())
+    logger.debug("CPU encoding with %d torch thread(s) on %d cores", count, n_cpus())
     torch.set_num_threads(count)
     try:
         yield

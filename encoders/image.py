@@ -74,15 +74,15 @@ class EfficientNetLite0:
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         size = (EFFICIENTNET_SIZE, EFFICIENTNET_SIZE)
-        array = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)  # (3, 224, 224) uint8
+        array = np.array(image.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+        return torch.from_numpy(array).permute(2, 0, 1)  # (3, 224, 224) uint8
 
     def encode(self, pixels: torch.Tensor) -> np.ndarray:
         device = self.options.device
         x = pixels.to(device, non_blocking=True).float().sub_(127.0).div_(128.0)
         x = x.contiguous(memory_format=torch.channels_last)
         features = self._model.extract_features(x).mean(dim=(2, 3))  # (batch, 1280)
-        return features.float().cpu().numpy()
+        return features.cpu().numpy()
 
 
 def _fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
@@ -159,6 +159,8 @@ def encode_image_files(paths: list[Path], encoder: ImageEncoder,
     size = encoder.batch_size()
     chunks = [paths[start:start + size] for start in range(0, len(paths), size)]
     workers = cpu_workers() if options.device == "cpu" else max(2, min(8, n_cpus()))
+    logger.info("image %s on %s: %d worker threads, %d images per batch", encoder.name,
+                options.device, workers, size)
     done = 0
     with torch_threads(options.device, 1), ThreadPoolExecutor(workers, "encode") as pool, \
             tqdm(total=len(paths), unit="img", desc=encoder.name, disable=None) as bar:

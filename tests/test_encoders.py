@@ -133,6 +133,22 @@ def test_second_call_is_served_from_cache_without_loading_models(
     np.testing.assert_allclose(first.text, features.text, rtol=1e-4, atol=1e-5)
 
 
+def test_corrupt_cache_is_rebuilt_and_writes_leave_no_temporary_files(
+        catalog, features: ItemFeatures, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    threads = torch.get_num_threads()
+    item_features(catalog, cache_dir=tmp_path, device="cpu")
+    text_cache = next(tmp_path.glob("text-*.npz"))
+    text_cache.write_bytes(b"not a zip file")
+
+    with caplog.at_level(logging.WARNING):
+        rebuilt = item_features(catalog, cache_dir=tmp_path, device="cpu")
+
+    assert "ignoring unreadable feature cache" in caplog.text
+    np.testing.assert_allclose(rebuilt.text, features.text, rtol=1e-4, atol=1e-5)
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npz", ".npz"]
+    assert torch.get_num_threads() == threads, "torch's thread setting is restored"
+
+
 def test_changed_content_re_encodes_only_that_item(
         catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import encoders.features
