@@ -66,6 +66,17 @@ class Session:
         model.set_arrays(from_record(shared), model.SHARED)
         return model
 
+    def upload(self, model: Backbone, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The shared parameters as they go on the wire: only the trained item-table rows (with
+        their ids) when ``upload-rows`` is set, in ``wire-dtype``."""
+        arrays = model.shared_arrays()
+        if self.cfg.upload_rows:
+            for name in set(model.ITEM_TABLES) & set(model.SHARED):
+                arrays[name] = arrays[name][rows]
+                arrays[name + p.ROWS] = rows.astype(np.int64)
+        return {k: v if k.endswith(p.ROWS) else v.astype(self.cfg.wire_dtype)
+                for k, v in arrays.items()}
+
     def rng(self, server_round: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, self.user, server_round])
 

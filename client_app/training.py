@@ -43,6 +43,7 @@ class TrainResult:
     kd_loss: float  # mean distillation loss over the last epoch (0 without a teacher)
     kd_weight: float  # last lambda_t used
     num_examples: int
+    rows: np.ndarray  # item ids whose table rows this round trained
 
 
 def train_local(model: Backbone, view: ClientView, rng: np.random.Generator, *, epochs: int,
@@ -54,13 +55,15 @@ def train_local(model: Backbone, view: ClientView, rng: np.random.Generator, *, 
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     with model.only_items(rows):
         teacher_rows = None if teacher is None else teacher.restrict(rows)
-        return _epochs(model, torch.from_numpy(local), torch.from_numpy(labels), generator,
-                       epochs, batch_size, server_round, num_rounds, teacher_rows, kd_weight)
+        result = _epochs(model, torch.from_numpy(local), torch.from_numpy(labels), generator,
+                         epochs, batch_size, server_round, num_rounds, teacher_rows, kd_weight)
+    return TrainResult(*result, rows)
 
 
 def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
             generator: torch.Generator, epochs: int, batch_size: int, server_round: int,
-            num_rounds: int, teacher: Teacher | None, kd_weight: KDWeight | None) -> TrainResult:
+            num_rounds: int, teacher: Teacher | None, kd_weight: KDWeight | None
+            ) -> tuple[float, float, float, int]:
     optimizer = model.optimizer()
     n = int(items_t.shape[0])
     weight = 0.0
@@ -84,7 +87,7 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise FloatingPointError(f"local training diverged in round {server_round} (non-finite "
                                  "parameters); lower lr or kd-max. Private state left unchanged.")
-    return TrainResult(total / max(batches, 1), total_kd / max(batches, 1), weight, n)
+    return total / max(batches, 1), total_kd / max(batches, 1), weight, n
 
 
 def evaluate(model: Backbone, view: ClientView) -> dict[str, float]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from strategies.protocol import ROWS
+
 
 def screen_upload(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]],
                   weight: float) -> str | None:
@@ -22,6 +24,32 @@ def screen_upload(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, 
         if not np.isfinite(value).all():
             return f"{name} holds NaN or Inf"
     return None
+
+
+def densify(arrays: dict[str, np.ndarray], base: dict[str, np.ndarray]
+            ) -> tuple[dict[str, np.ndarray], str | None]:
+    """Expand sparse item-table uploads (rows + their ids under ``name@rows``) onto ``base``.
+
+    Rows a client did not train equal the broadcast ones, so this is exact. Returns the dense
+    upload and the reason to reject it (bad ids, shapes) or None.
+    """
+    out = {k: v for k, v in arrays.items() if not k.endswith(ROWS)}
+    for key in [k for k in arrays if k.endswith(ROWS)]:
+        name, ids = key[: -len(ROWS)], arrays[key]
+        if name not in base or name not in out:
+            return out, f"{key} names no shared item table"
+        rows, full = out[name], base[name]
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            return out, f"{key} must be a 1-D integer array"
+        if ids.size and (ids.min() < 0 or ids.max() >= full.shape[0]
+                         or np.unique(ids).size != ids.size):
+            return out, f"{key} holds out-of-range or repeated item ids"
+        if rows.shape != (ids.size, *full.shape[1:]):
+            return out, f"{name} has shape {rows.shape} for {ids.size} rows"
+        dense = full.astype(np.float32, copy=True)
+        dense[ids] = rows
+        out[name] = dense
+    return out, None
 
 
 def weighted_mean(uploads: list[dict[str, np.ndarray]], weights: list[float]

@@ -44,6 +44,8 @@ class RunConfig:
     node_wait: float = 60.0  # seconds to wait for SuperNodes to connect
     round_timeout: float = 600.0
     max_in_flight: int = 64  # messages in flight at once (0 = all at once)
+    wire_dtype: str = "float32"  # float32 | float16: precision of shared parameters on the wire
+    upload_rows: bool = False  # upload only the item-table rows a client trained
     # local training (method spec defaults)
     local_epochs: int = 5
     batch_size: int = 256
@@ -109,6 +111,7 @@ class RunConfig:
             ("grouping", self.grouping, ("spectral", "kmeans", "random")),
             ("fusion", self.fusion, ("mlp", "sum", "gate", "attention", "moe")),
             ("kd-weight", self.kd_weight, ("adaptive", "fixed", "none")),
+            ("wire-dtype", self.wire_dtype, ("float32", "float16")),
         ]
         for key, value, allowed in choices:
             if value not in allowed:

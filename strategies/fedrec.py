@@ -26,7 +26,7 @@ from flwr.serverapp.strategy import Strategy
 
 from datasets.interactions import Dataset
 from strategies import protocol as p
-from strategies.aggregation import screen_upload, weighted_mean
+from strategies.aggregation import densify, screen_upload, weighted_mean
 from strategies.backbones.base import Backbone
 from strategies.config import RunConfig
 from strategies.history import RunHistory
@@ -54,6 +54,7 @@ class FedRecStrategy(Strategy):
         self.history = RunHistory(cfg.select_metric, cfg.patience)
         self._rng = random.Random(cfg.seed)
         self._round_start = 0.0
+        self.broadcast: dict[str, np.ndarray] = {}  # the shared parts sent this round
 
     @classmethod
     def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
@@ -82,6 +83,8 @@ class FedRecStrategy(Strategy):
         self._round_start = time.perf_counter()
         if self.history.stopped_after is not None:
             return []
+        self.broadcast = from_record(arrays)
+        arrays = self._on_wire(arrays)
         nodes = sorted(self.users, key=self.users.get)
         count = max(1, round(len(nodes) * self.cfg.fraction_train))
         sampled = set(self._rng.sample(nodes, count)) if count < len(nodes) else set(nodes)
@@ -121,9 +124,10 @@ class FedRecStrategy(Strategy):
                 evaluations[user] = dict(metrics)
             if p.SHARED not in reply.content.array_records:
                 continue
-            arrays = from_record(reply.content.array_records[p.SHARED])
+            arrays, problem = densify(from_record(reply.content.array_records[p.SHARED]),
+                                      self.broadcast)
             weight = float(metrics.get(p.NUM_EXAMPLES, 0))
-            problem = screen_upload(arrays, self.shared_shapes, weight)
+            problem = problem or screen_upload(arrays, self.shared_shapes, weight)
             if problem:
                 record.rejected += 1
                 log(WARNING, "round %d: rejected the update of user %s (node %d): %s",
@@ -157,6 +161,7 @@ class FedRecStrategy(Strategy):
         self._round_start = time.perf_counter()
         config = ConfigRecord({p.SERVER_ROUND: server_round, p.DO_TRAIN: False,
                                p.DO_EVALUATE: True})
+        arrays = self._on_wire(arrays)
         return [Message(RecordDict({p.SHARED: arrays, p.CONFIG: config}), dst_node_id=node,
                         message_type=MessageType.EVALUATE) for node in self.users]
 
@@ -178,6 +183,12 @@ class FedRecStrategy(Strategy):
         return MetricRecord({p.metric_key(p.VAL, k): v for k, v in record.val.items()})
 
     # --- helpers --------------------------------------------------------------------------------
+    def _on_wire(self, arrays: ArrayRecord) -> ArrayRecord:
+        """The shared parts as sent: one record for all nodes, in ``wire-dtype``."""
+        if self.cfg.wire_dtype == "float32":
+            return arrays
+        return to_record({k: v.astype(self.cfg.wire_dtype) for k, v in from_record(arrays).items()})
+
     def _evaluation_due(self, after_round: int) -> bool:
         return after_round % self.cfg.eval_every == 0 and after_round < self.cfg.num_server_rounds
 

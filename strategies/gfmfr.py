@@ -14,13 +14,11 @@ Paper: "Multimodal-enhanced Federated Recommendation: A Group-wise Fusion Approa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from logging import INFO
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.app import ArrayRecord
 from flwr.common import log
-from flwr.serverapp import Grid
 
 from datasets.interactions import Dataset
 from strategies.backbones.base import Backbone
@@ -28,7 +26,7 @@ from strategies.config import RunConfig
 from strategies.fedrec import FedRecStrategy
 from strategies.fusion import FusionTrainer
 from strategies.groups import GroupingOptions, GroupState, advance
-from strategies.records import from_record, to_record
+from strategies.records import to_record
 
 
 class GFMFRStrategy(FedRecStrategy):
@@ -42,7 +40,6 @@ class GFMFRStrategy(FedRecStrategy):
                                        cfg.fusion_epochs, cfg.seed)
         self.state = GroupState(trainer)
         self._records: dict[int, ArrayRecord] = {}
-        self._sent: dict[str, np.ndarray] = {}
 
     @classmethod
     def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
@@ -59,13 +56,6 @@ class GFMFRStrategy(FedRecStrategy):
                                 cfg.seed)
         return cls(cfg, template, users, trainer)
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
-        if not self.backbone.GROUPING:  # the item-table change summary needs what was sent
-            table = self.backbone.ITEM_TABLE
-            self._sent = {table: from_record(ArrayRecord({table: arrays[table]}))[table]}
-        return super().configure_train(server_round, arrays, config, grid)
-
     def payload(self, server_round: int, user: int) -> ArrayRecord | None:
         if self.cfg.kd_weight == "none" or user not in self.state.assignment:
             return None
@@ -73,7 +63,7 @@ class GFMFRStrategy(FedRecStrategy):
 
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
                         weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
-        self.state = advance(self.state, uploads, self._sent, self.backbone, self.options)
+        self.state = advance(self.state, uploads, self.broadcast, self.backbone, self.options)
         # one record per group, shared by its members' messages (never mutated)
         self._records = {k: to_record(v) for k, v in self.state.payloads.items()}
         self.history.at(server_round).server_seconds.update(self.state.seconds)

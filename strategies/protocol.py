@@ -29,6 +29,9 @@ GROUP_ID = "group-id"  # (1,) int
 TEACHER_PROBS = "teacher-probs"  # (n_items,) p_k(i), when the backbone's head is shared
 GROUP_ITEMS = "group-items"  # (n_items, d) Q_k, when the head is private (client applies its own)
 
+# A sparse upload of item table T carries rows T (k, d) and their item ids under T + ROWS
+ROWS = "@rows"
+
 KS = (10, 20, 50)
 RANKING_METRICS = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in KS)
 VAL = "val"

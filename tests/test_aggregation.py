@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies.aggregation import screen_upload, weighted_mean
+from strategies.aggregation import densify, screen_upload, weighted_mean
 
 
 def test_weighted_mean_matches_numpy_average():
@@ -39,3 +39,17 @@ def test_screen_rejects_malformed_uploads(change, reason):
 def test_screen_accepts_good_and_rejects_bad_weight():
     assert screen_upload(good(), SHAPES, 10.0) is None
     assert "num-examples" in screen_upload(good(), SHAPES, 0.0)
+
+
+def test_densify_is_exact_and_checks_ids():
+    base = {"E": np.arange(12, dtype=np.float32).reshape(4, 3), "b": np.zeros(1, np.float32)}
+    upload = {"E": np.full((2, 3), -1.0, np.float32), "E@rows": np.array([3, 1]),
+              "b": np.ones(1, np.float32)}
+    dense, problem = densify(upload, base)
+    assert problem is None and set(dense) == {"E", "b"}
+    expected = base["E"].copy()
+    expected[[3, 1]] = -1.0
+    assert np.array_equal(dense["E"], expected)
+    for bad_ids in (np.array([4, 1]), np.array([1, 1]), np.array([0.5, 1.0])):
+        assert densify({**upload, "E@rows": bad_ids}, base)[1] is not None
+    assert "shape" in densify({**upload, "E": np.zeros((3, 3), np.float32)}, base)[1]

@@ -82,3 +82,19 @@ def test_sampling_trains_a_fraction_but_evaluates_everyone(cache_dir, tmp_path):
     assert run.history.rounds[1].trained == USERS // 2
     assert run.history.rounds[1].evaluated_users == USERS
     assert np.isfinite(run.history.rounds[2].val["HR@50"])
+
+
+@pytest.mark.parametrize("wire", [{"upload-rows": True}, {"wire-dtype": "float16"}])
+def test_lean_wire_formats(cache_dir, tmp_path, wire):
+    _, dense = run_inprocess(config(cache_dir, tmp_path / "d", strategy="fedrap"), USERS)
+    grid, lean = run_inprocess(config(cache_dir, tmp_path / "l", strategy="fedrap", **wire),
+                               USERS)
+    uploads = [r.content.array_records[p.SHARED] for r in grid.replies_seen
+               if p.SHARED in r.content.array_records]
+    if wire.get("upload-rows"):  # rows only, and exactly the same model
+        assert all(u["C"].numpy().shape[0] == u["C@rows"].numpy().shape[0] for u in uploads)
+        assert min(u["C"].numpy().shape[0] for u in uploads) < 40
+        assert lean.history.rounds[2].val == dense.history.rounds[2].val
+    else:
+        assert all(u["C"].numpy().dtype == np.float16 for u in uploads)
+        assert abs(lean.history.rounds[2].val["HR@50"] - dense.history.rounds[2].val["HR@50"]) < 0.2
