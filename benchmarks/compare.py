@@ -3,7 +3,9 @@
     python -m benchmarks.compare --federation ml-100k-mm --seeds 0 1 2 \
         --runs fedncf fedrap pfedrec "gfmfr:backbone='fedrap'" --out docs/results/ml-100k-mm
 
-Each run is a real `gfmfr run` (one Ray simulation). A run is ``<strategy>`` or
+Each run is a real `gfmfr run` (one Ray simulation), or with ``--engine inprocess`` the same
+ServerApp and ClientApp in one process (``benchmarks.run_once``), ``--jobs`` of them side by side:
+on a 2-core machine that finishes a table in about half the time. A run is ``<strategy>`` or
 ``<strategy>:<extra run-config>``; its label in the table is the whole string. The table holds
 mean and standard deviation over seeds of the test metrics at each run's best-validation round;
 the plot shows validation HR@50 per round (mean over seeds). Finished runs are reused, so an
@@ -16,8 +18,10 @@ import argparse
 import csv
 import json
 import re
+import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,7 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
 
 
-def run(federation: str, label: str, seed: int, common: str, out: Path) -> dict:
+def run(federation: str, label: str, seed: int, common: str, out: Path, engine: str) -> dict:
     """Run one (label, seed) unless its summary exists; return the summary."""
     strategy, _, extra = label.partition(":")
     name = f"{slug(label)}-seed{seed}"
@@ -38,10 +42,16 @@ def run(federation: str, label: str, seed: int, common: str, out: Path) -> dict:
     if not summary_path.is_file():
         overrides = (f"strategy='{strategy}' seed={seed} run-name='{name}' "
                      f"results-dir='{out / 'runs'}' {common} {extra}")
-        done = subprocess.run([sys.executable, "-m", "server_app.cli", "run", federation, "-c",
-                               overrides], cwd=ROOT, capture_output=True, text=True, check=False)
+        if engine == "simulation":
+            command = ["-m", "server_app.cli", "run", federation, "-c", overrides]
+        else:
+            dataset = f"dataset='{federation}' " if "dataset=" not in overrides else ""
+            command = ["-m", "benchmarks.run_once", "-c", dataset + overrides]
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True,
+                              text=True, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{label} seed {seed} failed:\n{done.stdout[-3000:]}")
+            raise RuntimeError(f"{label} seed {seed} failed:\n{done.stdout[-3000:]}"
+                               f"{done.stderr[-3000:]}")
     return json.loads(summary_path.read_text())
 
 
@@ -67,7 +77,8 @@ def write_outputs(rows: list[dict], results: dict[str, list[dict]], out: Path, t
         writer.writeheader()
         writer.writerows(rows)
     lines = [f"# {title}", "", f"Command: `{command}`", "",
-             "Test metrics at each run's best-validation round (HR@50), mean ± std over seeds.", "",
+             "Test metrics at each run's best-validation round (HR@50), mean ± std over seeds.",
+             "s/round: wall time per round of that engine (not a speed benchmark).", "",
              "| run | " + " | ".join(METRICS) + " | best round | s/round |",
              "| --- |" + " ---: |" * (len(METRICS) + 2)]
     for row in rows:
@@ -109,17 +120,22 @@ def main() -> None:
     parser.add_argument("--run-config", default="", help="overrides for every run")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="")
+    parser.add_argument("--engine", choices=("simulation", "inprocess"), default="simulation")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (inprocess engine)")
     args = parser.parse_args()
-    results: dict[str, list[dict]] = {}
-    for label in args.runs:
-        for seed in args.seeds:
-            summary = run(args.federation, label, seed, args.run_config, args.out)
+    jobs = [(label, seed) for label in args.runs for seed in args.seeds]
+    workers = args.jobs if args.engine == "inprocess" else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {job: pool.submit(run, args.federation, *job, args.run_config, args.out,
+                                    args.engine) for job in jobs}
+        results: dict[str, list[dict]] = {}
+        for (label, seed), future in futures.items():
+            summary = future.result()
             results.setdefault(label, []).append(summary)
             print(f"{label} seed {seed}: test HR@50 {summary['test']['HR@50']:.4f} "
                   f"NDCG@50 {summary['test']['NDCG@50']:.4f} (best round "
                   f"{summary['best_round']})", flush=True)
-    command = "python -m benchmarks.compare " + " ".join(
-        f"'{a}'" if " " in a or "'" in a else a for a in sys.argv[1:])
+    command = "python -m benchmarks.compare " + shlex.join(sys.argv[1:])
     rows = table(results)
     write_outputs(rows, results, args.out, args.title or f"{args.federation}", command)
     print((args.out / "table.md").read_text())

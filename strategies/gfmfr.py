@@ -47,7 +47,8 @@ class GFMFRStrategy(FedRecStrategy):
         from encoders.features import item_features  # server-only, heavy imports
 
         features = item_features(dataset.catalog, text_encoder=cfg.text_encoder,
-                                 image_encoder=cfg.image_encoder, cache_dir=cfg.cache_path(),
+                                 image_encoder=cfg.image_encoder,
+                                 cache_dir=cfg.cache_path() / "encoders",
                                  clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained)
         log(INFO, "item features: text %s, image %s, %d items without a usable image",
             features.text.shape, features.image.shape, int((~features.image_mask).sum()))

@@ -13,7 +13,7 @@ import pytest
 from strategies import protocol as p
 from strategies.backbones.registry import BACKBONES
 from strategies.registry import STRATEGIES
-from tests.inprocess import run_inprocess
+from server_app.inprocess import run_inprocess
 
 USERS = 24
 COMBOS = [(name, "") for name in STRATEGIES if name != "gfmfr"] + [

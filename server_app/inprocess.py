@@ -2,8 +2,11 @@
 
 Every message and reply goes through Flower's own serialisation (RecordDict -> protobuf -> back),
 each node keeps its own Context (kept only when its handler returns, as in Flower's simulation),
-and a handler that raises becomes an error reply. Runs a small federation in about a second, so
-contract tests can cover every strategy; ``tests/test_simulation.py`` covers the real Ray path.
+and a handler that raises becomes an error reply. There is no Ray and no SuperLink: a small
+federation runs in about a second, so contract tests cover every strategy, and large comparisons
+use one core per run. ``gfmfr run`` (Ray simulation) and deployments run the very same code.
+Building messages outside a Flower process needs a task identity, which this sets as Flower's
+own runtime does.
 """
 
 from __future__ import annotations
