@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from server_app.inprocess import run_inprocess
 from strategies import protocol as p
 from strategies.backbones.registry import BACKBONES
 from strategies.registry import STRATEGIES
-from server_app.inprocess import run_inprocess
 
 USERS = 24
 COMBOS = [(name, "") for name in STRATEGIES if name != "gfmfr"] + [
