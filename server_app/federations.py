@@ -1,8 +1,10 @@
 """``flower.toml`` (where runs go) parsed into typed federations, and bridged to Flower's config.
 
 Flower reads SuperLink connections from ``$FLWR_HOME/config.toml``; ``flower.toml`` is the project's
-single place to edit. ``connection_entries`` turns it into Flower's format, ``simulation_options``
-into ``flwr run --federation-config`` values.
+single place to edit. ``connection_entry`` turns a federation into Flower's format,
+``simulation_options`` into ``flwr run --federation-config`` values. A deployment federation also
+says how ``gfmfr deploy`` starts its SuperLink and SuperNodes (certificates, node authentication,
+node config): see ``server_app.deploy``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tomli_w
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FLOWER_TOML = PROJECT_ROOT / "flower.toml"
 KINDS = ("simulation", "deployment")
+RUN_DIR = ".deploy"  # next to flower.toml: one folder per deployment started by `gfmfr deploy`
 
 
 class FlowerTomlError(ValueError):
@@ -42,13 +45,26 @@ class SimulationSettings:
 
 @dataclass(frozen=True)
 class Federation:
+    """One ``[federations.<name>]`` table; paths are absolute (resolved against flower.toml)."""
+
     name: str
     kind: str  # simulation | deployment
-    num_supernodes: int = 0
-    address: str = ""
+    num_supernodes: int = 0  # simulation: SuperNodes; deployment: how many `gfmfr deploy up` starts
+    address: str = ""  # deployment: the SuperLink's host:port, as clients dial it
     insecure: bool = False
-    root_certificates: Path | None = None
+    root_certificates: Path | None = None  # CA file that signed the SuperLink's certificate
+    certificates: Path | None = None  # folder made by `gfmfr certs` (CA, server certificate, keys)
+    node_auth: bool = False  # SuperLink admits only SuperNodes whose public key is registered
+    node_config: dict[str, Any] = field(default_factory=dict)  # extra node config for every node
     run_config: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None  # where `gfmfr deploy` keeps pids, logs and node state
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA that clients trust: ``root-certificates``, else ``<certificates>/ca.crt``."""
+        if self.root_certificates is not None or self.certificates is None:
+            return self.root_certificates
+        return self.certificates / "ca.crt"
 
 
 @dataclass(frozen=True)
@@ -87,18 +103,47 @@ def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
         if kind == "simulation" and int(entry.get("num-supernodes", 0)) < 1:
             raise FlowerTomlError(f"{path}: federations.{name} needs num-supernodes >= 1 "
                                   "(one per user of its dataset).")
-        if kind == "deployment" and not entry.get("address"):
-            raise FlowerTomlError(f"{path}: federations.{name} needs the SuperLink's address.")
-        certs = entry.get("root-certificates")
+        if kind == "deployment":
+            _check_deployment(path, name, entry)
         federations[name] = Federation(
             name=name, kind=kind, num_supernodes=int(entry.get("num-supernodes", 0)),
             address=str(entry.get("address", "")), insecure=bool(entry.get("insecure", False)),
-            root_certificates=None if not certs else (path.parent / certs).resolve(),
-            run_config=dict(entry.get("run-config", {})))
+            root_certificates=_path(path, entry.get("root-certificates")),
+            certificates=_path(path, entry.get("certificates")),
+            node_auth=bool(entry.get("node-auth", False)),
+            node_config=_node_config(path, entry.get("node-config", {})),
+            run_config=dict(entry.get("run-config", {})),
+            run_dir=path.parent.resolve() / RUN_DIR / name)
     default = str(raw.get("default", next(iter(federations), "")))
     if default not in federations:
         raise FlowerTomlError(f"{path}: default = {default!r} names no federation.")
     return FlowerToml(default, settings, federations)
+
+
+def _check_deployment(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """The combinations Flower refuses at start-up, refused here with the fix."""
+    where = f"{path}: federations.{name}"
+    if not entry.get("address"):
+        raise FlowerTomlError(f"{where} needs the SuperLink's address.")
+    tls = entry.get("certificates") or entry.get("root-certificates")
+    if entry.get("insecure") and tls:
+        raise FlowerTomlError(f"{where}: insecure = true contradicts certificates: drop one.")
+    if entry.get("node-auth") and not entry.get("certificates"):
+        raise FlowerTomlError(f"{where}: node-auth needs TLS and node keys: set certificates = "
+                              "\"<folder from gfmfr certs>\".")
+    if not isinstance(entry.get("node-config", {}), dict):
+        raise FlowerTomlError(f"{where}.node-config must be a table, e.g. "
+                              "{ data-dir = \"data\" }.")
+
+
+def _node_config(flower_toml: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Node config for local SuperNodes; folders (keys ending in ``-dir``) made absolute."""
+    return {key: str(_path(flower_toml, value)) if key.endswith("-dir") and value else value
+            for key, value in values.items()}
+
+
+def _path(flower_toml: Path, value: Any) -> Path | None:
+    return None if not value else (flower_toml.parent / str(value)).expanduser().resolve()
 
 
 def simulation_options(fed: Federation, settings: SimulationSettings) -> str:
@@ -118,8 +163,8 @@ def connection_entry(fed: Federation, settings: SimulationSettings) -> dict[str,
     entry: dict[str, Any] = {"address": fed.address}
     if fed.insecure:
         entry["insecure"] = True
-    if fed.root_certificates is not None:
-        entry["root-certificates"] = str(fed.root_certificates)
+    if fed.ca_file is not None:
+        entry["root-certificates"] = str(fed.ca_file)
     return entry
 
 

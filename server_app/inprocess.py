@@ -28,8 +28,10 @@ from flwr.supercore.task_identity import TaskIdentity
 Fault = Callable[[int, Message, Message], Message | None]
 
 
-def _roundtrip(content: RecordDict) -> RecordDict:
-    return recorddict_from_proto(recorddict_to_proto(content))
+def _roundtrip(content: RecordDict) -> tuple[RecordDict, int]:
+    """Serialise and parse back; also return the serialised size in bytes."""
+    proto = recorddict_to_proto(content)
+    return recorddict_from_proto(proto), proto.ByteSize()
 
 
 class InProcessGrid(Grid):
@@ -43,6 +45,8 @@ class InProcessGrid(Grid):
         self.contexts: dict[int, Context] = {}
         self.sent: list[Message] = []  # every delivered message, for inspection
         self.replies_seen: list[Message] = []
+        # (server round, message type) -> [messages, bytes down, bytes up]
+        self.traffic: dict[tuple[int, str], list[int]] = {}
         for partition in range(n_nodes):
             node_id = rng.getrandbits(63)
             config: dict[str, Any] = {"partition-id": partition, "num-partitions": n_nodes}
@@ -85,24 +89,37 @@ class InProcessGrid(Grid):
     def _deliver(self, message: Message) -> Message:
         node = message.metadata.dst_node_id
         context = self.contexts[node]
-        received = Message(_roundtrip(message.content), dst_node_id=node,
-                           message_type=message.metadata.message_type)
+        content, down = _roundtrip(message.content)
+        received = Message(content, dst_node_id=node, message_type=message.metadata.message_type)
         received.metadata.__dict__["_message_id"] = message.metadata.message_id
         if self.record:
             self.sent.append(received)
-        saved = _roundtrip(context.state)
+        saved, _ = _roundtrip(context.state)
+        up = 0
         try:
             reply = self.client_app(received, context)
             if self.fault is not None:
                 reply = self.fault(node, received, reply) or reply
-            reply = Message(_roundtrip(reply.content), reply_to=message)
+            content, up = _roundtrip(reply.content)
+            reply = Message(content, reply_to=message)
         except Exception as error:  # noqa: BLE001 - any handler failure becomes an error reply
             context.state = saved  # Flower keeps the Context only when the handler returns
             reply = Message(Error(code=0, reason=f"{type(error).__name__}: {error}"),
                             reply_to=message)
+        config = content_round(received.content)
+        entry = self.traffic.setdefault((config, received.metadata.message_type), [0, 0, 0])
+        entry[0] += 1
+        entry[1] += down
+        entry[2] += up
         if self.record:
             self.replies_seen.append(reply)
         return reply
+
+
+def content_round(content: RecordDict) -> int:
+    """The server round a message belongs to (0 for messages without a round, e.g. queries)."""
+    config = content.config_records.get("config")
+    return int(config.get("server-round", 0)) if config is not None else 0
 
 
 def run_inprocess(run_config: dict[str, Any], n_nodes: int, **grid_options: Any

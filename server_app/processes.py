@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,20 +23,36 @@ QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
              "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
 
 
+def executable(name: str) -> str:
+    """A Flower command from this environment's bin folder, so an unactivated venv works too."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment plus Flower's quiet settings, with our bin folder first on PATH.
+
+    SuperLink and SuperNode start ``flower-superexec`` by name: without our bin folder on PATH an
+    unactivated venv fails there (or, worse, finds another Flower install).
+    """
+    env = {**os.environ, **QUIET_ENV, **(extra or {})}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def start(command: list[str], log_file: Path, env: dict[str, str] | None = None
-          ) -> subprocess.Popen:
-    """Start ``command`` in a new session, logging to ``log_file``."""
+def start(command: list[str], log_file: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen:
+    """Start ``command`` in a new session (so ``stop`` reaches its children), logging to a file."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handle = log_file.open("ab")
-    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                            env={**os.environ, **QUIET_ENV, **(env or {})},
-                            start_new_session=True)
+    with log_file.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                env=environment(env), cwd=cwd, start_new_session=True)
 
 
 def stop(pid: int, grace: float = 10.0) -> None:
@@ -69,13 +86,15 @@ def _group_alive(pgid: int) -> bool:
 
 
 def wait_http(port: int, process: subprocess.Popen, log_file: Path, timeout: float = 60.0,
-              scheme: str = "http", verify: str | bool = False) -> None:
-    """Wait until the SuperLink's HTTP API answers; fail with its log if it died."""
+              ca_file: Path | None = None) -> None:
+    """Wait until the SuperLink's HTTP API answers (over TLS when ``ca_file`` is given)."""
+    scheme = "https" if ca_file else "http"
+    verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the SuperLink exited with code {process.returncode}; log: "
-                               f"{log_file}\n{_tail(log_file)}")
+                               f"{log_file}\n{tail(log_file)}")
         try:
             if httpx.get(f"{scheme}://127.0.0.1:{port}/health", timeout=0.5,
                          verify=verify).is_success:
@@ -84,7 +103,7 @@ def wait_http(port: int, process: subprocess.Popen, log_file: Path, timeout: flo
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the SuperLink did not answer on port {port} within {timeout:.0f} s; "
-                       f"log: {log_file}\n{_tail(log_file)}")
+                       f"log: {log_file}\n{tail(log_file)}")
 
 
 RUN_ID = re.compile(r"Successfully started run (\d+)")
@@ -97,11 +116,9 @@ def run_id_from_output(text: str) -> int | None:
 
 def run_status(connection: str, run_id: int, env: dict[str, str] | None = None) -> str:
     """Status of a run as Flower reports it (e.g. ``finished:completed``), via ``flwr ls``."""
-    flwr = Path(sys.executable).parent / "flwr"
-    command = [str(flwr) if flwr.exists() else "flwr", "ls", connection, "--run-id", str(run_id),
-               "--format", "json"]
-    out = subprocess.run(command, capture_output=True, text=True,
-                         env={**os.environ, **QUIET_ENV, **(env or {})}, check=False)
+    command = [executable("flwr"), "ls", connection, "--run-id", str(run_id), "--format", "json"]
+    out = subprocess.run(command, capture_output=True, text=True, env=environment(env),
+                         check=False)
     try:
         runs = json.loads(out.stdout)["runs"]
         return str(runs[0]["status"])
@@ -109,7 +126,7 @@ def run_status(connection: str, run_id: int, env: dict[str, str] | None = None) 
         return f"unknown ({(out.stdout + out.stderr).strip()[-300:]})"
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

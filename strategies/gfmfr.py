@@ -66,7 +66,10 @@ class GFMFRStrategy(FedRecStrategy):
                         weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
         self.state = advance(self.state, uploads, self.broadcast, self.backbone, self.options)
         # one record per group, shared by its members' messages (never mutated)
-        self._records = {k: to_record(v) for k, v in self.state.payloads.items()}
+        wire = self.cfg.wire_dtype
+        self._records = {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
+                                       for n, a in v.items()})
+                         for k, v in self.state.payloads.items()}
         self.history.at(server_round).server_seconds.update(self.state.seconds)
         sizes = np.bincount([self.state.assignment[u] for u in uploads],
                             minlength=self.options.n_groups)
