@@ -7,10 +7,13 @@ process); the dataset split is memoised per process, so simulated workers parse 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from logging import WARNING
+from pathlib import Path
 
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, RecordDict
+from flwr.common import log
 
 from client_app.state import load_kd_ema, load_private
 from client_app.training import KDWeight
@@ -23,6 +26,16 @@ from strategies.config import RunConfig
 from strategies.distillation import Teacher
 from strategies.records import from_record
 from strategies.registry import backbone_name, hyper
+
+
+def data_path(context: Context, cfg: RunConfig) -> Path:
+    """The SuperNode's own ``data-dir`` (node config) if set, else the run config's.
+
+    On real machines every client keeps its data in a folder of its own choosing; the run config
+    (one value for all) is the fallback for simulations and single-machine deployments.
+    """
+    folder = context.node_config.get("data-dir")
+    return Path(str(folder)).expanduser().resolve() if folder else cfg.data_path()
 
 
 def private_seed(seed: int, user: int) -> int:
@@ -47,7 +60,7 @@ class Session:
             raise ValueError("this SuperNode has no partition-id in its node config; start it "
                              "with --node-config 'partition-id=<user> num-partitions=<users>'.")
         user = int(context.node_config["partition-id"])
-        split = load_split(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.seed,
+        split = load_split(cfg.dataset, data_path(context, cfg), cfg.cache_path(), cfg.seed,
                            cfg.synthetic_spec())
         split.client(user)  # range check with a clear message
         return cls(context, cfg, user, split)
@@ -62,7 +75,13 @@ class Session:
                                private_seed(self.cfg.seed, self.user))
         private = load_private(self.context, self.user)
         if private is not None:
-            model.set_arrays(private, model.PRIVATE)
+            try:
+                model.set_arrays(private, model.PRIVATE)
+            except (KeyError, ValueError) as error:  # a state file from another model or dataset
+                log(WARNING, "stored private state of user %d does not fit this model (%s); "
+                    "starting afresh", self.user, error)
+                model = build_backbone(backbone_name(self.cfg), self.split.n_items,
+                                       hyper(self.cfg), private_seed(self.cfg.seed, self.user))
         model.set_arrays(from_record(shared), model.SHARED)
         return model
 

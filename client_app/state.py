@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from logging import WARNING
+from logging import INFO, WARNING
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ def load_private(context: Context, user: int) -> dict[str, np.ndarray] | None:
     ema = arrays.pop(KD_EMA_FILE_KEY, None)
     if ema is not None:
         context.state[KD_STATE] = MetricRecord({"ema": float(ema)})
+    log(INFO, "restored the private state of user %d from %s", user, path)
     return arrays
 
 

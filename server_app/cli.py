@@ -3,6 +3,11 @@
     gfmfr run [FEDERATION] [-c "key=value ..."]   run on a federation of flower.toml
     gfmfr sync                                     write flower.toml's federations into
                                                    $FLWR_HOME/config.toml
+    gfmfr deploy up NAME [--nodes N] [--dry-run]  start deployment NAME's SuperLink and N
+                                                   SuperNodes on this machine
+    gfmfr deploy restart NAME NODE                 restart one SuperNode (same config and state)
+    gfmfr deploy down NAME                         stop them, by pid
+    gfmfr certs DIR [--hosts H ...] [--nodes N]    test CA, SuperLink certificate, node keys
 
 For a simulated federation ``run`` starts a private SuperLink (own port, Ray settings from
 ``[simulation]``), runs the app, checks that Flower reports ``finished:completed`` and stops every
@@ -12,44 +17,88 @@ process it started. For a deployment it submits the run to the SuperLink named i
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from server_app import certificates, deploy, processes
 from server_app import federations as fz
-from server_app import processes
+from server_app.processes import executable
 
 SIMULATION_CONNECTION = "gfmfr-simulation"
 
 
-def executable(name: str) -> str:
-    """A Flower command from this environment's bin folder, so an unactivated venv works too."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gfmfr", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the app on a federation of flower.toml")
-    run.add_argument("federation", nargs="?", help="federation name (default: flower.toml's)")
-    run.add_argument("-c", "--run-config", default="", help='overrides, e.g. "seed=1 lr=0.05"')
-    run.add_argument("--flower-toml", type=Path, default=fz.FLOWER_TOML)
-    sync = sub.add_parser("sync", help="write flower.toml's federations into Flower's config")
-    sync.add_argument("--flower-toml", type=Path, default=fz.FLOWER_TOML)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
+        if args.command == "certs":
+            certs = certificates.generate(args.folder, args.hosts, args.nodes)
+            print(f"certificates in {certs.folder}: ca.crt, server.pem, server.key"
+                  + (f", keys/node-0..{args.nodes - 1}(.pub)" if args.nodes else ""))
+            return 0
         project = fz.load_flower_toml(args.flower_toml)
         if args.command == "sync":
             path = sync_connections(project)
             print(f"wrote {len(project.federations)} federations to {path}")
             return 0
+        if args.command == "deploy":
+            return deploy_command(project, args)
         return run_federation(project, args.federation, args.run_config)
     except (fz.FlowerTomlError, RuntimeError) as error:
         print(f"gfmfr: {error}", file=sys.stderr)
         return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gfmfr", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the app on a federation of flower.toml")
+    run.add_argument("federation", nargs="?", help="federation name (default: flower.toml's)")
+    run.add_argument("-c", "--run-config", default="", help='overrides, e.g. "seed=1 lr=0.05"')
+    sync = sub.add_parser("sync", help="write flower.toml's federations into Flower's config")
+    dep = sub.add_parser("deploy", help="start/stop a deployment's SuperLink and SuperNodes here")
+    dep.add_argument("action", choices=("up", "down", "restart"))
+    dep.add_argument("federation", help="a deployment federation of flower.toml")
+    dep.add_argument("node", nargs="?", type=int, help="restart: the SuperNode (partition-id)")
+    dep.add_argument("--nodes", type=int, help="up: SuperNodes to start (default: num-supernodes)")
+    dep.add_argument("--dry-run", action="store_true", help="up: print the commands, start none")
+    for command in (run, sync, dep):
+        command.add_argument("--flower-toml", type=Path, default=fz.FLOWER_TOML)
+    certs = sub.add_parser("certs", help="make a test CA, SuperLink certificate and node keys")
+    certs.add_argument("folder", type=Path)
+    certs.add_argument("--hosts", nargs="*", default=[],
+                       help="host names / IPs clients dial (127.0.0.1 and localhost always)")
+    certs.add_argument("--nodes", type=int, default=0, help="SuperNode key pairs to make")
+    return parser
+
+
+def deploy_command(project: fz.FlowerToml, args: argparse.Namespace) -> int:
+    """``gfmfr deploy up|down|restart``: everything started is recorded and stopped by pid."""
+    fed = project.federation(args.federation)
+    if args.action == "up":
+        count = fed.num_supernodes if args.nodes is None else args.nodes
+        if args.dry_run:
+            print("\n".join(deploy.dry_run(fed, count)))
+            return 0
+        started = deploy.up(fed, count)
+        print(f"deployment {fed.name}: SuperLink {fed.address} (pid {started.superlink_pid}), "
+              f"{count} SuperNodes (pids {', '.join(str(n.pid) for n in started.nodes)}); logs "
+              f"and state in {started.folder}\nrun it:  gfmfr run {fed.name}\n"
+              f"stop it: gfmfr deploy down {fed.name}")
+        return 0
+    state = deploy.Deployment.load(deploy._run_dir(fed))
+    if state is None:
+        raise RuntimeError(f"deployment {fed.name} was never started here (no "
+                           f"{fed.run_dir}/{deploy.STATE_FILE}).")
+    if args.action == "down":
+        print(f"stopped pids {deploy.down(state)}")
+        return 0
+    if args.node is None:
+        raise RuntimeError("gfmfr deploy restart NAME NODE: which SuperNode (its partition-id)?")
+    node = deploy.restart_node(fed, state, args.node)
+    print(f"SuperNode {node.index} runs again (pid {node.pid}); log {node.log}")
+    return 0
 
 
 def sync_connections(project: fz.FlowerToml) -> Path:
@@ -88,7 +137,7 @@ def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> 
 
 def _submit(command: list[str], connection: str) -> int:
     """Run ``flwr run`` streaming its output, then ask Flower how the run ended."""
-    env = {**os.environ, **processes.QUIET_ENV}
+    env = processes.environment()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env) as proc:
         seen = []

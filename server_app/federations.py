@@ -113,7 +113,7 @@ def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
             node_auth=bool(entry.get("node-auth", False)),
             node_config=_node_config(path, entry.get("node-config", {})),
             run_config=dict(entry.get("run-config", {})),
-            run_dir=path.parent.resolve() / RUN_DIR / name)
+            run_dir=path.parent.resolve() / RUN_DIR / name if kind == "deployment" else None)
     default = str(raw.get("default", next(iter(federations), "")))
     if default not in federations:
         raise FlowerTomlError(f"{path}: default = {default!r} names no federation.")

@@ -64,6 +64,7 @@ class RunConfig:
     kd_weight: str = "adaptive"  # adaptive | fixed | none
     kd_fixed: float = 0.5
     kd_max: float = 1.0  # cap of the adaptive weight
+    teacher: str = "auto"  # auto | group-head | own-model
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet-lite0"
     clip_model: str = "ViT-B-32"
@@ -112,6 +113,7 @@ class RunConfig:
             ("fusion", self.fusion, ("mlp", "sum", "gate", "attention", "moe")),
             ("kd-weight", self.kd_weight, ("adaptive", "fixed", "none")),
             ("wire-dtype", self.wire_dtype, ("float32", "float16")),
+            ("teacher", self.teacher, ("auto", "group-head", "own-model")),
         ]
         for key, value, allowed in choices:
             if value not in allowed:

@@ -17,8 +17,9 @@ EPS = 1e-6
 class Teacher:
     """A group's teacher as received by a client.
 
-    Either ``probs`` (p_k(i) for every item: the group's mean head already applied to Q_k on the
-    server) or ``item_vectors`` (Q_k, when the head is private: the client applies its own head).
+    Either ``probs_all`` (p_k(i) for every item: the group's mean head applied to Q_k on the
+    server) or ``item_vectors`` (Q_k: the client scores items with its own model, Q_k in place of
+    the shared item table).
     """
 
     probs_all: np.ndarray | None = None  # (n_items,)
@@ -34,7 +35,7 @@ class Teacher:
         if self.probs_all is not None:
             return torch.from_numpy(self.probs_all)[items]
         with torch.no_grad():
-            return torch.sigmoid(model.head_logits(torch.from_numpy(self.item_vectors)[items]))
+            return torch.sigmoid(model.score(items, torch.from_numpy(self.item_vectors)[items]))
 
 
 def teacher_probs(item_vectors: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from strategies.backbones.base import Backbone
 from strategies.config import RunConfig
 from strategies.fedrec import FedRecStrategy
 from strategies.fusion import FusionTrainer
-from strategies.groups import GroupingOptions, GroupState, advance
+from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
 from strategies.records import to_record
 
 
@@ -37,7 +37,8 @@ class GFMFRStrategy(FedRecStrategy):
         super().__init__(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users)
         self.backbone = type(template)
         self.options = GroupingOptions(cfg.num_groups, cfg.grouping, cfg.grouping_pca,
-                                       cfg.fusion_epochs, cfg.seed)
+                                       cfg.fusion_epochs, cfg.seed,
+                                       resolve_teacher(cfg.teacher, self.backbone))
         self.state = GroupState(trainer)
         self._records: dict[int, ArrayRecord] = {}
 

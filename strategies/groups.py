@@ -31,6 +31,7 @@ class GroupingOptions:
     pca: bool = True
     fusion_epochs: int = 50
     seed: int = 0
+    teacher: str = "group-head"  # group-head: server sends p_k | own-model: server sends Q_k
 
 
 @dataclass
@@ -63,7 +64,8 @@ def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
     tables = state.trainer.tables(groups)  # Q_k
     payloads = dict(state.payloads)
     for k, table in zip(groups.tolist(), tables, strict=True):
-        payloads[k] = _payload(k, table, [uploads[u] for u in members[k]], backbone)
+        payloads[k] = _payload(k, table, [uploads[u] for u in members[k]], backbone,
+                               options.teacher)
     return GroupState(state.trainer, assignment, payloads, losses,
                       {"grouping": grouping_seconds, "fusion": time.perf_counter() - tic})
 
@@ -88,13 +90,23 @@ def _regroup(previous: dict[int, int], uploads: dict[int, dict[str, np.ndarray]]
     return assignment
 
 
+def resolve_teacher(choice: str, backbone: type[Backbone]) -> str:
+    """``auto``: the spec's group head when the backbone's head is shared, else the own model."""
+    if choice == "auto":
+        return "group-head" if backbone.HEAD is not None else "own-model"
+    if choice == "group-head" and backbone.HEAD is None:
+        raise ValueError(f"teacher='group-head' needs a shared output head; backbone "
+                         f"{backbone.__name__} keeps its head private: use teacher='own-model'.")
+    return choice
+
+
 def _payload(group: int, table: np.ndarray, members: list[dict[str, np.ndarray]],
-             backbone: type[Backbone]) -> dict[str, np.ndarray]:
-    """What group members receive. With a shared head the server applies the members' mean head
-    to Q_k and sends p_k (n_items floats, d times smaller than Q_k); with a private head it sends
-    Q_k and each client applies its own head."""
+             backbone: type[Backbone], teacher: str) -> dict[str, np.ndarray]:
+    """What group members receive. ``group-head``: the server applies the members' mean head to
+    Q_k and sends p_k (n_items floats, d times smaller than Q_k). ``own-model``: it sends Q_k and
+    each client scores items with its own model on Q_k."""
     out = {p.GROUP_ID: np.asarray([group], dtype=np.int64)}
-    if backbone.HEAD is not None:
+    if teacher == "group-head":
         w = np.mean([m[backbone.HEAD[0]] for m in members], axis=0)
         b = np.mean([m[backbone.HEAD[1]] for m in members], axis=0)
         out[p.TEACHER_PROBS] = teacher_probs(table, w, b)

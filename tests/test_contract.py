@@ -98,3 +98,13 @@ def test_lean_wire_formats(cache_dir, tmp_path, wire):
     else:
         assert all(u["C"].numpy().dtype == np.float16 for u in uploads)
         assert abs(lean.history.rounds[2].val["HR@50"] - dense.history.rounds[2].val["HR@50"]) < 0.2
+
+
+def test_gfmfr_own_model_teacher_sends_the_fused_table(cache_dir, tmp_path):
+    grid, run = run_inprocess(config(cache_dir, tmp_path, strategy="gfmfr", backbone="fedrap",
+                                     teacher="own-model"), USERS)
+    second = [m for m in grid.sent if m.metadata.message_type == "train"
+              and int(m.content[p.CONFIG][p.SERVER_ROUND]) == 2]
+    payload = second[0].content.array_records[p.GROUP]
+    assert p.GROUP_ITEMS in payload and p.TEACHER_PROBS not in payload
+    assert run.history.rounds[2].kd_loss > 0

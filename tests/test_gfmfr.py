@@ -15,7 +15,7 @@ from strategies.config import RunConfig
 from strategies.distillation import Teacher, kd_loss, teacher_probs
 from strategies.fusion import FUSIONS, FusionTrainer
 from strategies.grouping import align, cluster, rbf_affinity
-from strategies.groups import GroupingOptions, GroupState, advance
+from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
 
 
 def two_blobs(n: int = 20, dim: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -76,12 +76,12 @@ def test_kl_term_by_hand():
 
 
 def test_probability_and_table_payloads_give_the_same_loss():
-    model = build_backbone("ncf", 8, Hyper(dim=4), seed=0)
+    model = build_backbone("pfedrec", 8, Hyper(dim=4), seed=0)  # score = w . E[i] + b
     q = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
     w, b = model.w.detach().numpy(), model.b.detach().numpy()
     items, logits = torch.tensor([1, 5, 6]), torch.tensor([0.3, -0.2, 1.0])
-    by_probs = Teacher(probs_all=teacher_probs(q, w, b)).probs(model, items)
-    by_table = Teacher(item_vectors=q).probs(model, items)  # the client applies its head
+    by_probs = Teacher(probs_all=teacher_probs(q, w, b)).probs(model, items)  # server applies head
+    by_table = Teacher(item_vectors=q).probs(model, items)  # the client applies its own model
     assert kd_loss(logits, by_probs).item() == pytest.approx(kd_loss(logits, by_table).item(),
                                                             rel=1e-5)
 
@@ -109,13 +109,15 @@ def trainer_for(n_items: int, groups: int) -> FusionTrainer:
 def test_advance_groups_clients_and_builds_payloads(backbone):
     template, base, uploads = constructed_uploads(backbone)
     options = GroupingOptions(n_groups=2, method="kmeans", pca=False, fusion_epochs=5)
+    options = GroupingOptions(**{**options.__dict__,
+                                 "teacher": resolve_teacher("auto", type(template))})
     state = advance(GroupState(trainer_for(10, 2)), uploads, base, type(template), options)
     groups = np.array([state.assignment[u] for u in range(12)])
     assert len(set(groups[::2])) == 1 and len(set(groups[1::2])) == 1 and groups[0] != groups[1]
     payload = state.payloads[groups[0]]
     if template.HEAD is not None:  # shared head: the server sends p_k
         assert payload[p.TEACHER_PROBS].shape == (10,) and p.GROUP_ITEMS not in payload
-    else:  # private head: the server sends Q_k, the client applies its own head
+    else:  # private head: the server sends Q_k, the client scores with its own model
         assert payload[p.GROUP_ITEMS].shape == (10, 4) and p.TEACHER_PROBS not in payload
     # a second round keeps the ids stable even for clients that did not take part
     partial = {u: uploads[u] for u in range(6)}
@@ -154,3 +156,10 @@ def test_each_client_receives_only_its_own_groups_payload(flower_task):
         expected = strategy.state.payloads[group][p.TEACHER_PROBS]
         assert np.array_equal(sent[p.TEACHER_PROBS].numpy(), expected)
     assert len({id(m.content) for m in messages}) == 12  # one RecordDict per message
+
+
+def test_group_head_teacher_needs_a_shared_head():
+    with pytest.raises(ValueError, match="teacher='own-model'"):
+        resolve_teacher("group-head", type(build_backbone("pfedrec", 4, Hyper(dim=2), 0)))
+    assert resolve_teacher("auto", type(build_backbone("fedrap", 4, Hyper(dim=2), 0))) \
+        == "group-head"

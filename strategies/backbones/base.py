@@ -37,7 +37,6 @@ class Backbone(nn.Module):
     ITEM_TABLE: ClassVar[str]  # shared (n_items, d) table the GFMFR fusion network targets
     ITEM_TABLES: ClassVar[tuple[str, ...]]  # every (n_items, d) table, shared or private
     HEAD: ClassVar[tuple[str, str] | None] = None  # shared (w, b) output head, if the head is shared
-    PRIVATE_HEAD: ClassVar[tuple[str, str] | None] = None  # private (w, b) output head, if any
     GROUPING: ClassVar[tuple[str, ...]] = ()  # shared parameters describing the prediction function
 
     def __init__(self, n_items: int, hyper: Hyper) -> None:
@@ -46,14 +45,17 @@ class Backbone(nn.Module):
         self.hyper = hyper
 
     # --- model ---------------------------------------------------------------------------------
-    def logits(self, items: torch.Tensor) -> torch.Tensor:
-        """(batch,) pre-sigmoid scores of this user for ``items``."""
+    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """(batch,) pre-sigmoid scores of ``items`` whose shared item-table rows are ``rows``.
+
+        Separating the rows lets GFMFR's own-model teacher score items with the group's fused
+        table ``Q_k`` in place of the shared one.
+        """
         raise NotImplementedError
 
-    def head_logits(self, item_vectors: torch.Tensor) -> torch.Tensor:
-        """Apply this user's output head to item vectors (n, d): the GFMFR teacher's form."""
-        w, b = (getattr(self, name) for name in (self.HEAD or self.PRIVATE_HEAD))
-        return item_vectors @ w + b
+    def logits(self, items: torch.Tensor) -> torch.Tensor:
+        """(batch,) pre-sigmoid scores of this user for ``items``."""
+        return self.score(items, getattr(self, self.ITEM_TABLE)[items])
 
     def regulariser(self, items: torch.Tensor, server_round: int) -> torch.Tensor:
         """Extra loss terms on the batch (FedRAP's); zero by default."""

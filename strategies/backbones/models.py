@@ -32,11 +32,10 @@ class NCF(Backbone):
         self.b = init_linear(generator, d, 1)
         self.e_u = init_normal(generator, d)
 
-    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        return self.E[items]
+    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.mlp(rows)
 
-    def logits(self, items: torch.Tensor) -> torch.Tensor:
-        v = self.item_vectors(items)
+    def mlp(self, v: torch.Tensor) -> torch.Tensor:
         u = self.e_u.expand(v.shape[0], -1)
         hidden = F.relu(F.linear(torch.cat((u, v), dim=1), self.W1, self.b1))
         return F.linear(hidden, self.w.unsqueeze(0), self.b).squeeze(1)
@@ -58,8 +57,8 @@ class FedRAP(NCF):
         super().__init__(n_items, hyper, generator)
         self.D_u = torch.nn.Parameter(torch.zeros(n_items, hyper.dim))
 
-    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        return self.D_u[items] + self.C[items]
+    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.D_u[items] + rows)
 
     def regulariser(self, items: torch.Tensor, server_round: int) -> torch.Tensor:
         ramp = fedrap_ramp(server_round, self.hyper.reg_bug)
@@ -74,7 +73,6 @@ class FedRAPOriginal(Backbone):
     PRIVATE = ("D_u", "w", "b")
     ITEM_TABLE = "C"
     ITEM_TABLES = ("C", "D_u")
-    PRIVATE_HEAD = ("w", "b")
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper)
@@ -84,8 +82,8 @@ class FedRAPOriginal(Backbone):
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
 
-    def logits(self, items: torch.Tensor) -> torch.Tensor:
-        return (self.D_u[items] + self.C[items]) @ self.w + self.b
+    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return (self.D_u[items] + rows) @ self.w + self.b
 
     regulariser = FedRAP.regulariser
 
@@ -97,7 +95,6 @@ class PFedRec(Backbone):
     PRIVATE = ("w", "b")
     ITEM_TABLE = "E"
     ITEM_TABLES = ("E",)
-    PRIVATE_HEAD = ("w", "b")
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper)
@@ -106,8 +103,8 @@ class PFedRec(Backbone):
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
 
-    def logits(self, items: torch.Tensor) -> torch.Tensor:
-        return self.E[items] @ self.w + self.b
+    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return rows @ self.w + self.b
 
 
 class MF(Backbone):
@@ -117,13 +114,11 @@ class MF(Backbone):
     PRIVATE = ("e_u",)
     ITEM_TABLE = "E"
     ITEM_TABLES = ("E",)
-    PRIVATE_HEAD = ("e_u", "zero")
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper)
         self.E = init_normal(generator, n_items, hyper.dim)
         self.e_u = init_normal(generator, hyper.dim)
-        self.register_buffer("zero", torch.zeros(1))
 
-    def logits(self, items: torch.Tensor) -> torch.Tensor:
-        return self.E[items] @ self.e_u
+    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return rows @ self.e_u

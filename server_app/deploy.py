@@ -1,0 +1,314 @@
+"""A deployment on this machine: one SuperLink and N SuperNodes on loopback, stopped by pid.
+
+``gfmfr deploy up NAME`` reads deployment federation NAME of ``flower.toml`` and runs the same
+commands a user runs on real machines (``superlink_command``, ``supernode_command``; ``--dry-run``
+prints them); only the addresses differ. What it starts is recorded in
+``<run-dir>/deployment.json`` (pids, ports), so ``gfmfr deploy down NAME`` stops it from any shell.
+Each SuperNode gets a folder of its own, as if it were a machine of its own: ``nodes/node-<i>/``
+with its log, its private state (node config ``state-dir``) and its Flower home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from server_app import federations as fz
+from server_app import processes
+from server_app.certificates import Certificates, generate
+
+STATE_FILE = "deployment.json"
+ONLINE_TIMEOUT = 90.0  # seconds for every SuperNode to connect after start-up
+# A SuperNode that dies without saying goodbye (SIGKILL, power loss) stays "online" at the
+# SuperLink until it misses two heartbeats (Flower: 2 x 30 s); until then the SuperLink refuses
+# to activate the same key again, so a restart is retried for that long.
+REACTIVATION_TIMEOUT = 90.0
+CONNECTED = "SuperNode ID:"  # what a SuperNode logs once the SuperLink accepted it
+
+
+@dataclass
+class Node:
+    """One local SuperNode; ``index`` is its partition-id, i.e. the user it holds."""
+
+    index: int
+    port: int  # its Runtime API port (its ClientApps connect to it): unique per machine
+    folder: Path
+    pid: int = 0
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "supernode.log"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.folder / "state"
+
+
+@dataclass
+class Deployment:
+    """What ``up`` started, as saved in ``deployment.json``."""
+
+    name: str
+    folder: Path
+    num_partitions: int
+    superlink_pid: int = 0
+    nodes: list[Node] = field(default_factory=list)
+
+    @property
+    def superlink_log(self) -> Path:
+        return self.folder / "superlink.log"
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
+        os.replace(tmp, self.folder / STATE_FILE)
+
+    @classmethod
+    def load(cls, folder: Path) -> Deployment | None:
+        path = folder / STATE_FILE
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text())
+        nodes = [Node(n["index"], n["port"], Path(n["folder"]), n["pid"]) for n in raw["nodes"]]
+        return cls(raw["name"], Path(raw["folder"]), raw["num_partitions"], raw["superlink_pid"],
+                   nodes)
+
+    def pids(self) -> list[int]:
+        return [pid for pid in [*(n.pid for n in self.nodes), self.superlink_pid] if pid]
+
+
+# --- the commands (the same on real machines, with real addresses) -----------------------------
+def superlink_command(fed: fz.Federation, host: str | None = None) -> list[str]:
+    """``flower-superlink`` for ``fed``; on a server, pass ``host="0.0.0.0"`` to listen on all."""
+    address_host, port = split_address(fed.address)
+    command = [processes.executable("flower-superlink"), "--host", host or address_host,
+               "--port", str(port), "--database", ":flwr-in-memory:",
+               "--disable-runtime-dependency-installation"]
+    if fed.insecure:
+        return command + ["--insecure"]
+    certs = certificates(fed)
+    command += ["--ssl-ca-certfile", str(certs.ca_cert), "--ssl-certfile", str(certs.server_cert),
+                "--ssl-keyfile", str(certs.server_key)]
+    return command + (["--enable-supernode-auth"] if fed.node_auth else [])
+
+
+def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port: int,
+                      state_dir: Path, key: Path | None = None) -> list[str]:
+    """``flower-supernode`` holding user ``index``; ``key`` defaults to the node's own key."""
+    node_config = {"partition-id": index, "num-partitions": num_partitions,
+                   "state-dir": str(state_dir), **fed.node_config}
+    command = [processes.executable("flower-supernode"), "--superlink", fed.address,
+               "--port", str(port), "--node-config", fz.run_config_arg(node_config)]
+    if fed.insecure:
+        command.append("--insecure")
+    elif fed.ca_file is not None:
+        command += ["--root-certificates", str(fed.ca_file)]
+    if fed.node_auth:
+        command += ["--auth-supernode-private-key", str(key or certificates(fed).node_key(index))]
+    return command
+
+
+def register_command(fed: fz.Federation, index: int) -> list[str]:
+    """``flwr supernode register``: admit node ``index``'s public key (node-auth only)."""
+    return [processes.executable("flwr"), "supernode", "register",
+            str(certificates(fed).node_public_key(index)), fed.name, "--format", "json"]
+
+
+def dry_run(fed: fz.Federation, count: int) -> list[str]:
+    """The shell commands ``up`` runs, for copying to real machines."""
+    folder = _run_dir(fed)
+    lines = [] if fed.insecure else [shlex.join(["gfmfr", "certs", str(certificates(fed).folder),
+                                                 "--nodes", str(count)])]
+    lines.append(shlex.join(superlink_command(fed)))
+    if fed.node_auth:
+        lines += [shlex.join(register_command(fed, i)) for i in range(count)]
+    for i in range(count):
+        node = Node(i, 9094 + i, folder / "nodes" / f"node-{i}")
+        lines.append(shlex.join(supernode_command(fed, i, count, node.port, node.state_dir)))
+    return lines
+
+
+# --- starting and stopping ---------------------------------------------------------------------
+def up(fed: fz.Federation, count: int) -> Deployment:
+    """Start the SuperLink and ``count`` SuperNodes; on any failure stop what was started."""
+    folder = _run_dir(fed)
+    previous = Deployment.load(folder)
+    if previous is not None and any(_is_flower(pid) for pid in previous.pids()):
+        raise RuntimeError(f"deployment {fed.name} is already up ({folder / STATE_FILE}); stop it "
+                           f"with: gfmfr deploy down {fed.name}")
+    if not fed.insecure:
+        _ensure_certificates(fed, count)
+    fz.write_connections({fed.name: fz.connection_entry(fed, fz.SimulationSettings())})
+    deployment = Deployment(fed.name, folder, count)
+    try:
+        superlink = processes.start(superlink_command(fed), deployment.superlink_log,
+                                    env={"FLWR_HOME": str(folder / "flwr-home")})
+        deployment.superlink_pid = superlink.pid
+        deployment.save()
+        processes.wait_http(split_address(fed.address)[1], superlink, deployment.superlink_log,
+                            ca_file=None if fed.insecure else fed.ca_file)
+        for index in range(count):
+            if fed.node_auth:
+                register(fed, index)
+            node = Node(index, processes.free_port(), folder / "nodes" / f"node-{index}")
+            node.pid = start_node(fed, node, count).pid
+            deployment.nodes.append(node)
+            deployment.save()
+        wait_online(fed.name, deployment)
+    except BaseException:
+        down(deployment)
+        raise
+    return deployment
+
+
+def start_node(fed: fz.Federation, node: Node, num_partitions: int) -> subprocess.Popen:
+    node.state_dir.mkdir(parents=True, exist_ok=True)
+    return processes.start(supernode_command(fed, node.index, num_partitions, node.port,
+                                             node.state_dir),
+                           node.log, env={"FLWR_HOME": str(node.folder / "flwr-home")})
+
+
+def restart_node(fed: fz.Federation, deployment: Deployment, index: int,
+                 timeout: float = REACTIVATION_TIMEOUT) -> Node:
+    """Stop SuperNode ``index`` (if alive) and start it again with the same config and state.
+
+    A node that was killed is refused until the SuperLink has noticed it is gone (up to a minute):
+    the new process then exits, and is started again until it is accepted or ``timeout`` passes.
+    """
+    node = next(n for n in deployment.nodes if n.index == index)
+    if node.pid and _is_flower(node.pid):
+        processes.stop(node.pid)
+    deadline = time.monotonic() + timeout
+    while True:
+        offset = node.log.stat().st_size if node.log.exists() else 0
+        process = start_node(fed, node, deployment.num_partitions)
+        node.pid = process.pid
+        deployment.save()
+        if _connected(process, node.log, offset):
+            return node
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"SuperNode {index} was not accepted again within {timeout:.0f} s;"
+                               f" log: {node.log}\n{processes.tail(node.log)}")
+        time.sleep(3.0)
+
+
+def down(deployment: Deployment) -> list[int]:
+    """Stop every process of ``deployment`` by pid (nodes first); returns the pids stopped."""
+    stopped = []
+    for pid in deployment.pids():
+        if _is_flower(pid):
+            processes.stop(pid)
+            stopped.append(pid)
+    for node in deployment.nodes:
+        node.pid = 0
+    deployment.superlink_pid = 0
+    deployment.save()
+    return stopped
+
+
+def register(fed: fz.Federation, index: int) -> int:
+    """Register node ``index``'s public key with the SuperLink; returns its node id."""
+    done = subprocess.run(register_command(fed, index), capture_output=True, text=True,
+                          env=processes.environment(), check=False)
+    try:
+        return int(json.loads(done.stdout)["node-id"])
+    except (ValueError, KeyError):
+        raise RuntimeError(f"could not register SuperNode {index}: "
+                           f"{(done.stdout + done.stderr).strip()[-500:]}") from None
+
+
+def online_nodes(connection: str) -> list[int]:
+    """Ids of the SuperNodes the SuperLink reports online (``flwr supernode list``)."""
+    done = subprocess.run([processes.executable("flwr"), "supernode", "list", connection,
+                           "--format", "json"], capture_output=True, text=True,
+                          env=processes.environment(), check=False)
+    try:
+        nodes = json.loads(done.stdout)["nodes"]
+    except (ValueError, KeyError):
+        return []
+    return [int(n["node-id"]) for n in nodes if n.get("status") == "online"]
+
+
+def wait_online(connection: str, deployment: Deployment, timeout: float = ONLINE_TIMEOUT
+                ) -> None:
+    """Wait until every SuperNode of ``deployment`` is online; fail with the log of a dead one."""
+    deadline = time.monotonic() + timeout
+    while len(online_nodes(connection)) < len(deployment.nodes):
+        for node in deployment.nodes:
+            if not _is_flower(node.pid):
+                raise RuntimeError(f"SuperNode {node.index} exited; log: {node.log}\n"
+                                   f"{processes.tail(node.log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not all {len(deployment.nodes)} SuperNodes came online within "
+                               f"{timeout:.0f} s; logs in {deployment.folder / 'nodes'}")
+        time.sleep(1.0)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def certificates(fed: fz.Federation) -> Certificates:
+    if fed.certificates is None:
+        raise fz.FlowerTomlError(f"federation {fed.name} uses TLS but names no certificates "
+                                 "folder: set certificates = \"certs\" (made by gfmfr certs).")
+    return Certificates(fed.certificates)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise fz.FlowerTomlError(f"address {address!r} is not HOST:PORT.")
+    return host.strip("[]"), int(port)
+
+
+def _run_dir(fed: fz.Federation) -> Path:
+    if fed.kind != "deployment" or fed.run_dir is None:
+        raise fz.FlowerTomlError(f"federation {fed.name} is a {fed.kind}, not a deployment: "
+                                 "`gfmfr deploy` starts deployment federations only.")
+    return fed.run_dir
+
+
+def _ensure_certificates(fed: fz.Federation, count: int) -> None:
+    certs = certificates(fed)
+    keys = [certs.node_key(i) for i in range(count)] if fed.node_auth else []
+    if not all(p.exists() for p in [certs.ca_cert, certs.server_cert, certs.server_key, *keys]):
+        generate(certs.folder, nodes=count if fed.node_auth else 0)
+
+
+def _connected(process: subprocess.Popen, log: Path, offset: int, timeout: float = 60.0
+               ) -> bool:
+    """True once the node logs that it was accepted, False if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            if CONNECTED.encode() in handle.read():
+                return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.5)
+    return False
+
+
+def _is_flower(pid: int) -> bool:
+    """True if ``pid`` is a live Flower process (never signal a pid the OS has since reused)."""
+    if pid <= 0:
+        return False
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
+    except ChildProcessError:
+        pass
+    if not Path("/proc/self").is_dir():  # no /proc (macOS): all we can check is "exists"
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    try:
+        return b"flower-super" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
