@@ -45,7 +45,7 @@ def train(msg: Message, context: Context) -> Message:
     save_private(context, session.user, model.private_arrays(), kd_weight.ema)
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,
                     p.KD_LOSS: result.kd_loss, p.KD_WEIGHT: result.kd_weight})
-    return Message(RecordDict({p.SHARED: to_record(session.upload(model, result.rows)),
+    return Message(RecordDict({p.SHARED: to_record(session.upload(model, result.rows, rnd)),
                                p.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
 

@@ -6,7 +6,7 @@ process); the dataset split is memoised per process, so simulated workers parse 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from logging import WARNING
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from strategies.backbones.base import Backbone
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
 from strategies.distillation import Teacher
+from strategies.privacy import add_noise, clip_update
 from strategies.records import from_record
 from strategies.registry import backbone_name, hyper
 
@@ -49,6 +50,7 @@ class Session:
     cfg: RunConfig
     user: int
     split: LeaveOneOut
+    received: dict[str, np.ndarray] = field(default_factory=dict)  # shared parts as received
 
     @classmethod
     def open(cls, context: Context) -> Session:
@@ -82,13 +84,21 @@ class Session:
                     "starting afresh", self.user, error)
                 model = build_backbone(backbone_name(self.cfg), self.split.n_items,
                                        hyper(self.cfg), private_seed(self.cfg.seed, self.user))
-        model.set_arrays(from_record(shared), model.SHARED)
+        self.received = from_record(shared)
+        model.set_arrays(self.received, model.SHARED)
         return model
 
-    def upload(self, model: Backbone, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The shared parameters as they go on the wire: only the trained item-table rows (with
-        their ids) when ``upload-rows`` is set, in ``wire-dtype``."""
+    def upload(self, model: Backbone, rows: np.ndarray, server_round: int
+               ) -> dict[str, np.ndarray]:
+        """The shared parameters as they go on the wire: clipped and noised under local DP, only
+        the trained item-table rows (with their ids) when ``upload-rows`` is set, in
+        ``wire-dtype``."""
         arrays = model.shared_arrays()
+        if self.cfg.ldp_noise or self.cfg.ldp_clip:
+            base = {k: self.received[k].astype(np.float32) for k in arrays}
+            arrays = clip_update(arrays, base, self.cfg.ldp_clip)
+            noise_rng = np.random.default_rng([self.cfg.seed, self.user, server_round, 7])
+            arrays = add_noise(arrays, self.cfg.ldp_mechanism, self.cfg.ldp_noise, noise_rng)
         if self.cfg.upload_rows:
             for name in set(model.ITEM_TABLES) & set(model.SHARED):
                 arrays[name] = arrays[name][rows]

@@ -57,24 +57,35 @@ def start(command: list[str], log_file: Path, env: dict[str, str] | None = None,
 
 def stop(pid: int, grace: float = 10.0) -> None:
     """SIGTERM the process group of ``pid``, then SIGKILL what is left after ``grace`` seconds."""
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+    stop_all([pid], grace)
+
+
+def stop_all(pids: list[int], grace: float = 10.0) -> None:
+    """``stop`` for several process groups at once: they shut down in parallel."""
+    groups = {}
+    for pid in pids:
         try:
-            os.killpg(pgid, sig)
+            groups[pid] = os.getpgid(pid)
         except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+            pass
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pgid in groups.values():
             try:
-                os.waitpid(pid, os.WNOHANG)  # reap our own child so it does not linger
-            except ChildProcessError:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
                 pass
-            if not _group_alive(pgid):
-                return
+        deadline = time.monotonic() + wait
+        while groups and time.monotonic() < deadline:
+            for pid, pgid in list(groups.items()):
+                try:
+                    os.waitpid(pid, os.WNOHANG)  # reap our own child so it does not linger
+                except ChildProcessError:
+                    pass
+                if not _group_alive(pgid):
+                    del groups[pid]
             time.sleep(0.1)
+        if not groups:
+            return
 
 
 def _group_alive(pgid: int) -> bool:

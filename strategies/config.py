@@ -46,6 +46,12 @@ class RunConfig:
     max_in_flight: int = 64  # messages in flight at once (0 = all at once)
     wire_dtype: str = "float32"  # float32 | float16: precision of shared parameters on the wire
     upload_rows: bool = False  # upload only the item-table rows a client trained
+    # robustness and privacy
+    update_norm_limit: float = 1e4  # server rejects updates whose L2 norm exceeds this
+    update_clip: float = 0.0  # server clips updates to this L2 norm (0 = off)
+    ldp_noise: float = 0.0  # client adds noise of this scale to every upload (0 = off)
+    ldp_mechanism: str = "laplace"  # laplace | gaussian
+    ldp_clip: float = 0.0  # client clips its update to this L2 norm before the noise (0 = off)
     # local training (method spec defaults)
     local_epochs: int = 5
     batch_size: int = 256
@@ -114,6 +120,7 @@ class RunConfig:
             ("kd-weight", self.kd_weight, ("adaptive", "fixed", "none")),
             ("wire-dtype", self.wire_dtype, ("float32", "float16")),
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
+            ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
         ]
         for key, value, allowed in choices:
             if value not in allowed:
@@ -125,6 +132,13 @@ class RunConfig:
             (self.fusion_lr > 0, "fusion-lr must be > 0"),
             (self.kd_fixed >= 0, "kd-fixed must be >= 0"),
             (self.kd_max >= 0, "kd-max must be >= 0"),
+            (self.update_norm_limit > 0, "update-norm-limit must be > 0"),
+            (self.update_clip >= 0, "update-clip must be >= 0 (0 = off)"),
+            (self.ldp_noise >= 0, "ldp-noise must be >= 0 (0 = off)"),
+            (self.ldp_clip >= 0, "ldp-clip must be >= 0 (0 = off)"),
+            (not (self.ldp_noise and self.upload_rows),
+             "upload-rows cannot be combined with ldp-noise (the rows sent would reveal which "
+             "items a user trained on); set upload-rows=false"),
         ]
         for ok, message in checks:
             if not ok:

@@ -30,6 +30,7 @@ from strategies.aggregation import densify, screen_upload, weighted_mean
 from strategies.backbones.base import Backbone
 from strategies.config import RunConfig
 from strategies.history import RunHistory
+from strategies.privacy import clip_update, update_norm
 from strategies.records import from_record, to_record
 
 
@@ -128,6 +129,12 @@ class FedRecStrategy(Strategy):
                                       self.broadcast)
             weight = float(metrics.get(p.NUM_EXAMPLES, 0))
             problem = problem or screen_upload(arrays, self.shared_shapes, weight)
+            if not problem:
+                norm = update_norm(arrays, self.broadcast)
+                if norm > self.cfg.update_norm_limit:
+                    problem = (f"update norm {norm:.3g} exceeds update-norm-limit "
+                               f"{self.cfg.update_norm_limit:.3g}")
+                arrays = clip_update(arrays, self.broadcast, self.cfg.update_clip)
             if problem:
                 record.rejected += 1
                 log(WARNING, "round %d: rejected the update of user %s (node %d): %s",

@@ -108,3 +108,20 @@ def test_gfmfr_own_model_teacher_sends_the_fused_table(cache_dir, tmp_path):
     payload = second[0].content.array_records[p.GROUP]
     assert p.GROUP_ITEMS in payload and p.TEACHER_PROBS not in payload
     assert run.history.rounds[2].kd_loss > 0
+
+
+def test_local_dp_noise_reaches_the_server_and_the_run_completes(cache_dir, tmp_path):
+    grid, run = run_inprocess(config(cache_dir, tmp_path, strategy="fedncf",
+                                     **{"ldp-noise": 0.1, "ldp-clip": 5.0}), USERS)
+    sent = next(m for m in grid.sent if m.metadata.message_type == "train")
+    reply = next(r for r in grid.replies_seen if p.SHARED in r.content.array_records)
+    broadcast = sent.content.array_records[p.SHARED]["E"].numpy()
+    uploaded = reply.content.array_records[p.SHARED]["E"].numpy()
+    assert (uploaded != broadcast).mean() > 0.99  # every row is noised, not only trained ones
+    assert run.history.rounds[2].trained == USERS
+
+
+def test_upload_rows_and_ldp_cannot_be_combined(cache_dir, tmp_path):
+    with pytest.raises(ValueError, match="upload-rows cannot be combined with ldp-noise"):
+        run_inprocess(config(cache_dir, tmp_path, **{"ldp-noise": 0.1, "upload-rows": True}),
+                      USERS)
