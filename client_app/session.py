@@ -39,11 +39,6 @@ def data_path(context: Context, cfg: RunConfig) -> Path:
     return Path(str(folder)).expanduser().resolve() if folder else cfg.data_path()
 
 
-def private_seed(seed: int, user: int) -> int:
-    """Seed of a user's private initialisation: differs per user and from the server's seed."""
-    return (seed + 1) * 1_000_003 + user
-
-
 @dataclass
 class Session:
     context: Context
@@ -71,10 +66,20 @@ class Session:
     def view(self) -> ClientView:
         return self.split.client(self.user)
 
+    def initial_model(self) -> Backbone:
+        """The run's initial model, the same for every user (drawn from the run's seed).
+
+        Private parts start from it, as if every device had downloaded the initial global model
+        once (PFedRec's scheme), then evolve privately. Per-user random starts would make the
+        first updates of a private head point in random directions that cancel out in FedAvg:
+        FCF, PFedRec and FedRAP-original then never learn (measured: docs/method-notes.md).
+        """
+        return build_backbone(backbone_name(self.cfg), self.split.n_items, hyper(self.cfg),
+                              self.cfg.seed)
+
     def model(self, shared: ArrayRecord) -> Backbone:
-        """This user's model: private parts from state (or a seeded init), shared parts received."""
-        model = build_backbone(backbone_name(self.cfg), self.split.n_items, hyper(self.cfg),
-                               private_seed(self.cfg.seed, self.user))
+        """This user's model: private parts from state (or the initial model), shared received."""
+        model = self.initial_model()
         private = load_private(self.context, self.user)
         if private is not None:
             try:
@@ -82,8 +87,7 @@ class Session:
             except (KeyError, ValueError) as error:  # a state file from another model or dataset
                 log(WARNING, "stored private state of user %d does not fit this model (%s); "
                     "starting afresh", self.user, error)
-                model = build_backbone(backbone_name(self.cfg), self.split.n_items,
-                                       hyper(self.cfg), private_seed(self.cfg.seed, self.user))
+                model = self.initial_model()
         self.received = from_record(shared)
         model.set_arrays(self.received, model.SHARED)
         return model

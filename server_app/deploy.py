@@ -39,6 +39,7 @@ class Node:
     port: int  # its Runtime API port (its ClientApps connect to it): unique per machine
     folder: Path
     pid: int = 0
+    node_id: int = 0  # as registered (node-auth only; else the SuperLink picks one per start)
 
     @property
     def log(self) -> Path:
@@ -75,7 +76,8 @@ class Deployment:
         if not path.is_file():
             return None
         raw = json.loads(path.read_text())
-        nodes = [Node(n["index"], n["port"], Path(n["folder"]), n["pid"]) for n in raw["nodes"]]
+        nodes = [Node(n["index"], n["port"], Path(n["folder"]), n["pid"], n.get("node_id", 0))
+                 for n in raw["nodes"]]
         return cls(raw["name"], Path(raw["folder"]), raw["num_partitions"], raw["superlink_pid"],
                    nodes)
 
@@ -154,9 +156,9 @@ def up(fed: fz.Federation, count: int) -> Deployment:
         processes.wait_http(split_address(fed.address)[1], superlink, deployment.superlink_log,
                             ca_file=None if fed.insecure else fed.ca_file)
         for index in range(count):
-            if fed.node_auth:
-                register(fed, index)
             node = Node(index, processes.free_port(), folder / "nodes" / f"node-{index}")
+            if fed.node_auth:
+                node.node_id = register(fed, index)
             node.pid = start_node(fed, node, count).pid
             deployment.nodes.append(node)
             deployment.save()
@@ -179,12 +181,18 @@ def restart_node(fed: fz.Federation, deployment: Deployment, index: int,
     """Stop SuperNode ``index`` (if alive) and start it again with the same config and state.
 
     A node that was killed is refused until the SuperLink has noticed it is gone (up to a minute):
-    the new process then exits, and is started again until it is accepted or ``timeout`` passes.
+    with its node id known (node-auth) we wait for that, else a refused start is retried until it
+    is accepted or ``timeout`` passes.
     """
     node = next(n for n in deployment.nodes if n.index == index)
     if node.pid and _is_flower(node.pid):
         processes.stop(node.pid)
     deadline = time.monotonic() + timeout
+    while node.node_id and node.node_id in online_nodes(fed.name):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the SuperLink still lists SuperNode {index} as online after "
+                               f"{timeout:.0f} s")
+        time.sleep(1.0)
     while True:
         offset = node.log.stat().st_size if node.log.exists() else 0
         process = start_node(fed, node, deployment.num_partitions)

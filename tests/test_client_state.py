@@ -36,3 +36,26 @@ def test_state_round_trips_through_context_and_disk(tmp_path):
 def test_corrupted_state_file_means_a_fresh_start(tmp_path, caplog):
     (tmp_path / "user-3.npz").write_bytes(b"not a zip file")
     assert load_private(context(tmp_path), 3) is None
+
+
+def test_state_file_of_another_model_means_a_fresh_start(tmp_path, caplog):
+    from client_app.session import Session
+    from strategies.backbones.registry import build_backbone
+    from strategies.records import to_record
+    from strategies.registry import backbone_name, hyper
+
+    run_config = {"dataset": "synthetic", "strategy": "fedrap", "synthetic-users": 4,
+                  "synthetic-items": 20, "synthetic-interactions": 6,
+                  "cache-dir": str(tmp_path / "cache")}
+    ctx = Context(run_id=1, node_id=7, node_config={"partition-id": 3, "state-dir": str(tmp_path)},
+                  state=RecordDict(), run_config=run_config)
+    session = Session.open(ctx)
+    template = build_backbone(backbone_name(session.cfg), session.split.n_items,
+                              hyper(session.cfg), 0)
+    fresh = session.model(to_record(template.shared_arrays()))
+    np.savez(tmp_path / "user-3.npz", **{k: np.ones((2, 2), np.float32)
+                                         for k in fresh.private_arrays()})  # e.g. another dataset
+    again = session.model(to_record(template.shared_arrays()))
+    assert "does not fit this model" in caplog.text
+    assert all(np.array_equal(again.private_arrays()[k], v)
+               for k, v in fresh.private_arrays().items())

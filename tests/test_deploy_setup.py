@@ -1,0 +1,147 @@
+"""Deployment set-up without starting anything: certificates, flower.toml deployments, commands, FAB."""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
+from flwr.app import Context, RecordDict
+from flwr.common.config import parse_config_args
+from flwr.common.constant import FAB_MAX_SIZE
+
+from client_app.session import data_path
+from server_app import deploy
+from server_app import federations as fz
+from server_app.certificates import generate
+from server_app.processes import executable
+from strategies.config import RunConfig
+from tests.conftest import ROOT
+
+DEPLOYMENTS = """
+default = "tls"
+[federations.plain]
+kind = "deployment"
+address = "127.0.0.1:9093"
+insecure = true
+num-supernodes = 2
+node-config = { data-dir = "mydata", colour = "blue" }
+[federations.tls]
+kind = "deployment"
+address = "server.example.org:9193"
+certificates = "certs"
+node-auth = true
+"""
+
+
+def load(tmp_path: Path, text: str = DEPLOYMENTS) -> fz.FlowerToml:
+    path = tmp_path / "flower.toml"
+    path.write_text(text)
+    return fz.load_flower_toml(path)
+
+
+def test_certificates_chain_names_and_key_formats(tmp_path):
+    certs = generate(tmp_path / "c", hosts=["server.example.org", "10.0.0.5"], nodes=2)
+    ca = x509.load_pem_x509_certificate(certs.ca_cert.read_bytes())
+    server = x509.load_pem_x509_certificate(certs.server_cert.read_bytes())
+    server.verify_directly_issued_by(ca)
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost", "server.example.org"]
+    assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1"),
+                                                         ipaddress.ip_address("10.0.0.5")]
+    private = load_ssh_private_key(certs.node_key(1).read_bytes(), None)
+    public = load_ssh_public_key(certs.node_public_key(1).read_bytes())
+    assert isinstance(private.curve, ec.SECP384R1) and private.public_key() == public
+    for secret in (certs.ca_key, certs.server_key, certs.node_key(0)):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_certificates_again_keep_ca_and_registered_keys(tmp_path):
+    first = generate(tmp_path, nodes=1)
+    ca, key = first.ca_cert.read_bytes(), first.node_key(0).read_bytes()
+    again = generate(tmp_path, hosts=["new.host"], nodes=2)
+    assert again.ca_cert.read_bytes() == ca and again.node_key(0).read_bytes() == key
+    assert again.node_key(1).exists()
+    server = x509.load_pem_x509_certificate(again.server_cert.read_bytes())
+    server.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
+
+
+def test_deployment_federations_parse(tmp_path):
+    project = load(tmp_path)
+    plain, tls = project.federations["plain"], project.federations["tls"]
+    assert plain.node_config == {"data-dir": str(tmp_path / "mydata"), "colour": "blue"}
+    assert tls.ca_file == tmp_path / "certs" / "ca.crt" and tls.node_auth
+    assert tls.run_dir == tmp_path / fz.RUN_DIR / "tls"
+    assert fz.connection_entry(tls, project.simulation) == {
+        "address": "server.example.org:9193", "root-certificates": str(tmp_path / "certs/ca.crt")}
+    assert fz.connection_entry(plain, project.simulation) == {"address": "127.0.0.1:9093",
+                                                             "insecure": True}
+
+
+@pytest.mark.parametrize("entry, words", [
+    ('insecure = true\nnode-auth = true', "node-auth needs TLS"),
+    ('insecure = true\ncertificates = "c"', "contradicts"),
+    ('root-certificates = "ca.crt"\nnode-auth = true', "node-auth needs TLS"),
+])
+def test_deployment_combinations_flower_refuses_are_refused_early(tmp_path, entry, words):
+    with pytest.raises(fz.FlowerTomlError, match=words):
+        load(tmp_path, f'[federations.d]\nkind = "deployment"\naddress = "h:1"\n{entry}\n')
+
+
+def test_commands_match_the_federation(tmp_path):
+    tls = load(tmp_path).federations["tls"]
+    link = deploy.superlink_command(tls, host="0.0.0.0")
+    assert link[link.index("--host") + 1] == "0.0.0.0" and link[link.index("--port") + 1] == "9193"
+    assert "--enable-supernode-auth" in link and "--insecure" not in link
+    assert link[link.index("--ssl-certfile") + 1] == str(tmp_path / "certs" / "server.pem")
+    node = deploy.supernode_command(tls, 2, 3, 9100, tmp_path / "s")
+    assert node[node.index("--superlink") + 1] == "server.example.org:9193"
+    assert node[node.index("--auth-supernode-private-key") + 1] == str(
+        tmp_path / "certs" / "keys" / "node-2")
+    assert parse_config_args([node[node.index("--node-config") + 1]]) == {
+        "partition-id": 2, "num-partitions": 3, "state-dir": str(tmp_path / "s")}
+    plain = deploy.supernode_command(load(tmp_path).federations["plain"], 0, 2, 9100, tmp_path)
+    assert "--insecure" in plain and "--auth-supernode-private-key" not in plain
+    lines = deploy.dry_run(tls, 2)
+    assert lines[0].startswith("gfmfr certs") and sum("supernode register" in x for x in lines) == 2
+
+
+def test_deploy_refuses_a_simulation_federation(tmp_path):
+    project = fz.load_flower_toml(ROOT / "flower.toml")
+    with pytest.raises(fz.FlowerTomlError, match="not a deployment"):
+        deploy.up(project.federation("synthetic"), 1)
+
+
+def test_the_repository_flower_toml_still_parses_and_syncs(tmp_path):
+    project = fz.load_flower_toml(ROOT / "flower.toml")
+    entries = {n: fz.connection_entry(f, project.simulation)
+               for n, f in project.federations.items()}
+    path = fz.write_connections(entries, home=tmp_path)
+    assert fz.tomllib.loads(path.read_text())["superlink"]["tls-deployment"][
+        "root-certificates"] == str(ROOT / "certs" / "ca.crt")
+
+
+def test_node_data_dir_wins_over_the_run_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("GFMFR_DATA_DIR", raising=False)
+    cfg = RunConfig.from_run_config({"data-dir": "shared"})
+    own = Context(run_id=1, node_id=1, node_config={"data-dir": str(tmp_path)},
+                  state=RecordDict(), run_config={})
+    plain = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    assert data_path(own, cfg) == tmp_path
+    assert data_path(plain, cfg) == Path("shared").resolve()
+
+
+def test_app_bundle_stays_small_and_holds_no_data_keys_or_state(tmp_path):
+    subprocess.run([executable("flwr"), "build", "--app", str(ROOT)], cwd=tmp_path,
+                   capture_output=True, check=True)
+    (fab,) = tmp_path.glob("*.fab")
+    assert fab.stat().st_size < FAB_MAX_SIZE
+    names = zipfile.ZipFile(fab).namelist()
+    banned = (".deploy/", "certs/", "data/", "results/", ".flwr/")
+    assert not [n for n in names if n.startswith(banned) or n.endswith((".npz", ".key", ".pub"))]

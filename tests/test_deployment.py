@@ -1,0 +1,171 @@
+"""Real deployments on loopback: a SuperLink and 3 SuperNodes as separate processes.
+
+Started the way users start them (``gfmfr deploy up``, ``gfmfr run``, ``gfmfr deploy down``) from a
+flower.toml of the test's own, on free ports. Every process a test starts is stopped by pid in a
+``finally``, also when the test fails. Success is what ``flwr ls`` reports, never the exit code of
+``flwr run`` (0 even when a run fails).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from server_app import deploy, processes
+from server_app import federations as fz
+from server_app.certificates import write_node_keys
+from server_app.cli import main as gfmfr
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+USERS = 3
+SMALL = (f'dataset = "synthetic", synthetic-users = {USERS}, synthetic-items = 30, '
+         'synthetic-interactions = 6, local-epochs = 1, round-timeout = 300.0')
+
+
+def flower_toml(tmp_path: Path, tls: bool, run_config: str) -> fz.Federation:
+    """A flower.toml with one deployment federation ``d`` on a free port; returns it parsed."""
+    security = 'certificates = "certs"\nnode-auth = true' if tls else "insecure = true"
+    run_config += f', cache-dir = "{tmp_path / "cache"}", results-dir = "{tmp_path / "results"}"'
+    path = tmp_path / "flower.toml"
+    path.write_text(f'default = "d"\n[federations.d]\nkind = "deployment"\n'
+                    f'address = "127.0.0.1:{processes.free_port()}"\n{security}\n'
+                    f'num-supernodes = {USERS}\nrun-config = {{ {run_config} }}\n')
+    return fz.load_flower_toml(path).federation("d")
+
+
+@contextmanager
+def deployed(fed: fz.Federation, toml: Path) -> Iterator[deploy.Deployment]:
+    """``gfmfr deploy up`` ... ``gfmfr deploy down``; whatever was recorded is stopped."""
+    try:
+        assert gfmfr(["deploy", "up", fed.name, "--flower-toml", str(toml)]) == 0
+        state = deploy.Deployment.load(fed.run_dir)
+        yield state
+        assert gfmfr(["deploy", "down", fed.name, "--flower-toml", str(toml)]) == 0
+    finally:
+        state = deploy.Deployment.load(fed.run_dir)
+        if state is not None:
+            processes.stop_all(state.pids())  # restarts change pids: reload the record
+
+
+def start_run(toml: Path) -> subprocess.Popen:
+    """``gfmfr run d`` in its own process group, output captured."""
+    return subprocess.Popen([sys.executable, "-m", "server_app.cli", "run", "d", "--flower-toml",
+                             str(toml)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(run: subprocess.Popen, timeout: float = 300) -> str:
+    """Wait for ``gfmfr run``; assert that ``flwr ls`` reported the run completed."""
+    try:
+        out, _ = run.communicate(timeout=timeout)
+    finally:
+        processes.stop(run.pid)
+    run_id = processes.run_id_from_output(out)
+    assert run_id is not None, out[-3000:]
+    assert processes.run_status("d", run_id) == "finished:completed", out[-3000:]
+    assert run.returncode == 0, out[-3000:]
+    return out
+
+
+def summary(tmp_path: Path) -> dict:
+    (path,) = (tmp_path / "results").glob("*/summary.json")
+    return json.loads(path.read_text())
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_insecure_deployment_runs_gfmfr(flwr_env, tmp_path):
+    fed = flower_toml(tmp_path, tls=False, run_config=SMALL + ', strategy = "gfmfr", '
+                      'num-server-rounds = 2, num-groups = 2, fusion-epochs = 5')
+    with deployed(fed, tmp_path / "flower.toml") as state:
+        finish(start_run(tmp_path / "flower.toml"))
+    rounds = {r["round"]: r for r in summary(tmp_path)["rounds"]}
+    assert sorted(rounds) == [0, 1, 2] and rounds[2]["trained"] == USERS
+    for node in state.nodes:  # private state persisted on each node's own disk
+        assert (node.state_dir / f"user-{node.index}.npz").is_file()
+
+
+@pytest.fixture(scope="module")
+def tls_deployment(tmp_path_factory) -> Iterator[tuple[fz.Federation, deploy.Deployment, Path]]:
+    """One TLS deployment with node authentication (3 registered nodes) for the tests below."""
+    tmp_path = tmp_path_factory.mktemp("tls")
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {**processes.QUIET_ENV, "FLWR_HOME": str(tmp_path / "flwr-home")}.items():
+            env.setenv(key, value)
+        fed = flower_toml(tmp_path, tls=True, run_config=SMALL + ', strategy = "fedrap", '
+                          'num-server-rounds = 4')
+        with deployed(fed, tmp_path / "flower.toml") as state:
+            yield fed, state, tmp_path
+
+
+def test_unregistered_supernodes_are_refused(tls_deployment, tmp_path):
+    fed, state, _ = tls_deployment
+    rogue_key = tmp_path / "rogue-key"
+    write_node_keys(rogue_key, rogue_key.with_suffix(".pub"))
+    keyless = dataclasses.replace(fed, node_auth=False)  # TLS, but no key at all
+    rogues = []
+    try:
+        for i, (federation, key) in enumerate([(fed, rogue_key), (keyless, None)]):
+            command = deploy.supernode_command(federation, 0, USERS, processes.free_port(),
+                                               tmp_path / f"state-{i}", key=key)
+            rogues.append(processes.start(command, tmp_path / f"rogue-{i}.log",
+                                          env={"FLWR_HOME": str(tmp_path / f"home-{i}")}))
+        codes = [rogue.wait(timeout=60) for rogue in rogues]
+    finally:
+        processes.stop_all([r.pid for r in rogues])
+    keyed_log, keyless_log = ((tmp_path / f"rogue-{i}.log").read_text() for i in (0, 1))
+    assert codes[0] != 0 and "Failed to activate SuperNode" in keyed_log
+    assert codes[1] != 0 and "Failed to initialize the connection to the SuperLink" in keyless_log
+    assert "No SuperNode found with the given public key" in state.superlink_log.read_text()
+    assert sorted(deploy.online_nodes(fed.name)) == sorted(n.node_id for n in state.nodes)
+
+
+def test_tls_run_completes_after_a_supernode_is_killed_and_restarted(tls_deployment):
+    """Node 1 crashes (SIGKILL) after its first reply and comes back with the same key and disk.
+
+    Node authentication keeps its node id, so the server keeps addressing it; its ``context.state``
+    died with it, so its private parameters must come from ``state-dir``. The SuperLink notices
+    the crash only after two missed heartbeats (up to 60 s): meanwhile the round waits for node 1,
+    then counts it as failed; the later rounds train it again.
+    """
+    fed, state, tmp_path = tls_deployment
+    victim = state.nodes[1]
+    state_file = victim.state_dir / "user-1.npz"
+    run = start_run(tmp_path / "flower.toml")
+    try:
+        wait_for(lambda: _replied_to_train(victim.log), 240, "node 1's first train reply")
+        os.killpg(victim.pid, signal.SIGKILL)
+        assert state_file.is_file()
+        offset = victim.log.stat().st_size
+        deploy.restart_node(fed, state, 1)
+        restarted_at = time.time()
+        out = finish(run)
+    finally:
+        processes.stop(run.pid)
+    after = victim.log.read_bytes()[offset:].decode(errors="replace")
+    assert f"restored the private state of user 1 from {state_file}" in after
+    assert state_file.stat().st_mtime > restarted_at  # trained again after the restart
+    assert summary(tmp_path)["rounds"][-1]["trained"] == USERS, out[-3000:]
+
+
+def _replied_to_train(log: Path) -> bool:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    sending = text.find("Sending: train message")
+    return sending >= 0 and "Sent successfully" in text[sending:]
