@@ -31,7 +31,7 @@ def info(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     session = Session.open(context)
-    model = session.model(msg.content[p.SHARED])
+    model = session.model(msg.content)
     config = msg.content[p.CONFIG]
     metrics = {p.USER_ID: session.user}
     if config.get(p.DO_EVALUATE, False):
@@ -42,7 +42,8 @@ def train(msg: Message, context: Context) -> Message:
                          batch_size=session.cfg.batch_size, neg_per_pos=session.cfg.neg_per_pos,
                          server_round=rnd, num_rounds=session.cfg.num_server_rounds,
                          teacher=session.teacher(msg.content), kd_weight=kd_weight)
-    save_private(context, session.user, model.private_arrays(), kd_weight.ema)
+    save_private(context, session.user, model.private_arrays(), kd_weight.ema, rnd,
+                 session.cfg.client_state_dir)
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,
                     p.KD_LOSS: result.kd_loss, p.KD_WEIGHT: result.kd_weight})
     return Message(RecordDict({p.SHARED: to_record(session.upload(model, result.rows, rnd)),
@@ -52,7 +53,7 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     session = Session.open(context)
-    model = session.model(msg.content[p.SHARED])
+    model = session.model(msg.content)
     metrics = {p.USER_ID: session.user, **evaluate_model(model, session.view)}
     return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)
 

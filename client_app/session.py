@@ -77,10 +77,11 @@ class Session:
         return build_backbone(backbone_name(self.cfg), self.split.n_items, hyper(self.cfg),
                               self.cfg.seed)
 
-    def model(self, shared: ArrayRecord) -> Backbone:
+    def model(self, content: RecordDict) -> Backbone:
         """This user's model: private parts from state (or the initial model), shared received."""
         model = self.initial_model()
-        private = load_private(self.context, self.user)
+        upto = int(content[p.CONFIG].get(p.STATE_ROUND, 0))
+        private = load_private(self.context, self.user, upto, self.cfg.client_state_dir)
         if private is not None:
             try:
                 model.set_arrays(private, model.PRIVATE)
@@ -88,7 +89,7 @@ class Session:
                 log(WARNING, "stored private state of user %d does not fit this model (%s); "
                     "starting afresh", self.user, error)
                 model = self.initial_model()
-        self.received = from_record(shared)
+        self.received = from_record(content.array_records[p.SHARED])
         model.set_arrays(self.received, model.SHARED)
         return model
 

@@ -1,8 +1,11 @@
 """A user's private parameters: kept in ``context.state`` and, on real devices, on local disk.
 
-They never enter a reply. In deployment a SuperNode started with ``state-dir`` in its node config
-also writes them to ``<state-dir>/user-<id>.npz`` after every round, so a restarted SuperNode (or
-a new run) resumes them; a missing or corrupted file means a fresh start, logged, never a crash.
+They never enter a reply. A SuperNode started with ``state-dir`` in its node config (or any
+client of a run with ``client-state-dir``) also writes them to ``<dir>/user-<id>.npz`` after every
+round, tagged with the round, keeping the previous version as ``user-<id>.prev.npz``. A restarted
+SuperNode, a resumed server or a new run then picks the newest version from before the current
+round (a server that crashed mid-round resumes from a round some clients had already passed);
+a missing or corrupted file means a fresh start, logged, never a crash.
 """
 
 from __future__ import annotations
@@ -21,47 +24,72 @@ from strategies.records import from_record, to_record
 PRIVATE = "private"  # ArrayRecord: private parameters (e.g. e_u, D_u)
 KD_STATE = "kd-state"  # MetricRecord: the adaptive distillation weight's running average
 KD_EMA_FILE_KEY = "__kd_ema__"
+ROUND_FILE_KEY = "__round__"
 
 
-def state_file(context: Context, user: int) -> Path | None:
-    folder = context.node_config.get("state-dir")
+def state_file(context: Context, user: int, fallback_dir: str = "") -> Path | None:
+    """``<state-dir>/user-<id>.npz``: node config ``state-dir``, else run config's fallback."""
+    folder = context.node_config.get("state-dir") or fallback_dir
     return None if not folder else Path(str(folder)).expanduser() / f"user-{user}.npz"
 
 
-def load_private(context: Context, user: int) -> dict[str, np.ndarray] | None:
-    """Private parameters from ``context.state``, else from the node's state file, else None."""
+def _previous(path: Path) -> Path:
+    return path.with_name(path.name.replace(".npz", ".prev.npz"))
+
+
+def load_private(context: Context, user: int, upto_round: int, fallback_dir: str = ""
+                 ) -> dict[str, np.ndarray] | None:
+    """Private parameters from ``context.state``, else the newest stored version saved in round
+    ``upto_round`` or before, else None (a fresh start)."""
     if PRIVATE in context.state.array_records:
         return from_record(context.state.array_records[PRIVATE])
-    path = state_file(context, user)
-    if path is None or not path.exists():
+    path = state_file(context, user, fallback_dir)
+    if path is None:
+        return None
+    for candidate in (path, _previous(path)):
+        arrays = _read(candidate, user)
+        if arrays is None:
+            continue
+        saved_round = int(arrays.pop(ROUND_FILE_KEY, 0))
+        if saved_round > upto_round:
+            continue  # from a round the server is about to run again
+        ema = arrays.pop(KD_EMA_FILE_KEY, None)
+        if ema is not None:
+            context.state[KD_STATE] = MetricRecord({"ema": float(ema)})
+        log(INFO, "restored the private state of user %d (round %d) from %s", user,
+            saved_round, candidate)
+        return arrays
+    return None
+
+
+def _read(path: Path, user: int) -> dict[str, np.ndarray] | None:
+    if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
+            return {name: stored[name] for name in stored.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        log(WARNING, "private state file %s is unreadable (%s); starting user %d afresh",
+        log(WARNING, "private state file %s is unreadable (%s); not using it for user %d",
             path, error, user)
         return None
-    ema = arrays.pop(KD_EMA_FILE_KEY, None)
-    if ema is not None:
-        context.state[KD_STATE] = MetricRecord({"ema": float(ema)})
-    log(INFO, "restored the private state of user %d from %s", user, path)
-    return arrays
 
 
-def save_private(context: Context, user: int, arrays: dict[str, np.ndarray], kd_ema: float
-                 ) -> None:
-    """Keep the private parameters for the next round (and on disk when a state-dir is set)."""
+def save_private(context: Context, user: int, arrays: dict[str, np.ndarray], kd_ema: float,
+                 server_round: int, fallback_dir: str = "") -> None:
+    """Keep the private parameters for the next round (and on disk when a state dir is set)."""
     context.state[PRIVATE] = to_record(arrays)
     context.state[KD_STATE] = MetricRecord({"ema": float(kd_ema)})
-    path = state_file(context, user)
+    path = state_file(context, user, fallback_dir)
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as handle:
-        np.savez(handle, **arrays, **{KD_EMA_FILE_KEY: np.asarray(kd_ema)})
-    os.replace(tmp, path)  # atomic: a crash leaves the old file or the new one, never half
+        np.savez(handle, **arrays, **{KD_EMA_FILE_KEY: np.asarray(kd_ema),
+                                      ROUND_FILE_KEY: np.asarray(server_round)})
+    if path.exists():
+        os.replace(path, _previous(path))
+    os.replace(tmp, path)  # atomic: a crash leaves complete files, never half of one
 
 
 def load_kd_ema(context: Context) -> float:

@@ -43,6 +43,9 @@ class RunConfig:
     min_nodes: int = 0  # 0 = one SuperNode per user of the dataset
     node_wait: float = 60.0  # seconds to wait for SuperNodes to connect
     round_timeout: float = 600.0
+    min_replies: int = 1  # fewer accepted updates in a round: the model is left unchanged
+    resume: bool = False  # continue from <results-dir>/<run-name>/checkpoint (needs run-name)
+    client_state_dir: str = ""  # clients also keep private state here (simulation; "" = off)
     max_in_flight: int = 64  # messages in flight at once (0 = all at once)
     wire_dtype: str = "float32"  # float32 | float16: precision of shared parameters on the wire
     upload_rows: bool = False  # upload only the item-table rows a client trained
@@ -113,6 +116,9 @@ class RunConfig:
             (self.latent_dim >= 1, "latent-dim must be >= 1"),
             (self.min_nodes >= 0, "min-nodes must be >= 0"),
             (self.round_timeout > 0, "round-timeout must be > 0"),
+            (self.min_replies >= 1, "min-replies must be >= 1"),
+            (not self.resume or bool(self.run_name),
+             "resume needs the run-name of the run to continue"),
         ]
         choices = [
             ("grouping", self.grouping, ("spectral", "kmeans", "random")),

@@ -98,7 +98,8 @@ class FedRecStrategy(Strategy):
             content = RecordDict({
                 p.SHARED: arrays,
                 p.CONFIG: ConfigRecord({p.SERVER_ROUND: server_round, p.DO_TRAIN: train,
-                                        p.DO_EVALUATE: evaluate}),
+                                        p.DO_EVALUATE: evaluate,
+                                        p.STATE_ROUND: server_round - 1}),
             })
             extra = self.payload(server_round, self.users[node]) if train else None
             if extra is not None:
@@ -167,7 +168,7 @@ class FedRecStrategy(Strategy):
             return []
         self._round_start = time.perf_counter()
         config = ConfigRecord({p.SERVER_ROUND: server_round, p.DO_TRAIN: False,
-                               p.DO_EVALUATE: True})
+                               p.DO_EVALUATE: True, p.STATE_ROUND: server_round})
         arrays = self._on_wire(arrays)
         return [Message(RecordDict({p.SHARED: arrays, p.CONFIG: config}), dst_node_id=node,
                         message_type=MessageType.EVALUATE) for node in self.users]

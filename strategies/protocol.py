@@ -16,6 +16,7 @@ METRICS = "metrics"  # MetricRecord: training/evaluation results (client -> serv
 SERVER_ROUND = "server-round"
 DO_TRAIN = "train"  # bool: train this round (False: evaluate only)
 DO_EVALUATE = "evaluate"  # bool: evaluate the received model before training
+STATE_ROUND = "state-round"  # int: the model to use is the one after this round (private parts)
 
 # Metric keys (client -> server)
 NUM_EXAMPLES = "num-examples"  # weight of the client's update

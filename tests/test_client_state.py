@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import Context, RecordDict
+from flwr.app import ConfigRecord, Context, RecordDict
 
 from client_app.state import load_kd_ema, load_private, save_private
+from strategies import protocol as p
 
 
 def context(state_dir=None) -> Context:
@@ -17,25 +18,26 @@ def context(state_dir=None) -> Context:
 
 
 def test_first_round_has_no_private_state():
-    assert load_private(context(), 3) is None
+    assert load_private(context(), 3, 0) is None
 
 
 def test_state_round_trips_through_context_and_disk(tmp_path):
     arrays = {"e_u": np.arange(4, dtype=np.float32), "D_u": np.ones((5, 4), np.float32)}
     first = context(tmp_path)
-    save_private(first, 3, arrays, kd_ema=2.5)
-    again = load_private(first, 3)
+    save_private(first, 3, arrays, kd_ema=2.5, server_round=1)
+    again = load_private(first, 3, 1)
     assert all(np.array_equal(again[k], arrays[k]) for k in arrays)
     restarted = context(tmp_path)  # a SuperNode restart: empty context.state
-    resumed = load_private(restarted, 3)
+    resumed = load_private(restarted, 3, 1)
     assert all(np.array_equal(resumed[k], arrays[k]) for k in arrays)
     assert load_kd_ema(restarted) == 2.5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["user-3.npz"]  # no temp files left
+    assert load_private(context(tmp_path), 3, 0) is None  # saved in round 1: not for round 0
 
 
 def test_corrupted_state_file_means_a_fresh_start(tmp_path, caplog):
     (tmp_path / "user-3.npz").write_bytes(b"not a zip file")
-    assert load_private(context(tmp_path), 3) is None
+    assert load_private(context(tmp_path), 3, 5) is None
 
 
 def test_state_file_of_another_model_means_a_fresh_start(tmp_path, caplog):
@@ -52,10 +54,26 @@ def test_state_file_of_another_model_means_a_fresh_start(tmp_path, caplog):
     session = Session.open(ctx)
     template = build_backbone(backbone_name(session.cfg), session.split.n_items,
                               hyper(session.cfg), 0)
-    fresh = session.model(to_record(template.shared_arrays()))
+    content = RecordDict({p.SHARED: to_record(template.shared_arrays()),
+                          p.CONFIG: ConfigRecord({p.STATE_ROUND: 5})})
+    fresh = session.model(content)
     np.savez(tmp_path / "user-3.npz", **{k: np.ones((2, 2), np.float32)
                                          for k in fresh.private_arrays()})  # e.g. another dataset
-    again = session.model(to_record(template.shared_arrays()))
+    again = session.model(content)
     assert "does not fit this model" in caplog.text
     assert all(np.array_equal(again.private_arrays()[k], v)
                for k, v in fresh.private_arrays().items())
+
+
+def test_a_crash_mid_round_resumes_from_the_previous_version(tmp_path):
+    for rnd in (1, 2, 3):
+        save_private(context(tmp_path), 3, {"e_u": np.full(2, rnd, np.float32)}, 0.0, rnd)
+    resumed = load_private(context(tmp_path), 3, upto_round=2)  # the server re-runs round 3
+    assert resumed["e_u"][0] == 2.0
+    assert load_private(context(tmp_path), 3, upto_round=1) is None  # only 2 versions are kept
+
+
+def test_run_config_state_dir_is_used_without_node_config(tmp_path):
+    plain = context()
+    save_private(plain, 3, {"e_u": np.ones(2, np.float32)}, 0.0, 1, fallback_dir=str(tmp_path))
+    assert (tmp_path / "user-3.npz").exists()
