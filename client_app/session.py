@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, RecordDict
+from flwr.app import Context, RecordDict
 from flwr.common import log
 
 from client_app.state import load_kd_ema, load_private

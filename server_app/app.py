@@ -39,15 +39,21 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
                           cfg.node_wait, cfg.round_timeout)
     strategy = spec.strategy.for_run(cfg, template, dataset, users)
     log(INFO, "strategy %s (%s), backbone %s", cfg.strategy, spec.description, backbone)
+    run_dir = Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone)
+    strategy.checkpoint_path = run_dir / "checkpoint.npz"
+    shared, done = template.shared_arrays(), 0
+    if cfg.resume:
+        done, shared = strategy.resume()
+        log(INFO, "resuming %s after round %d of %d", run_dir.name, done, cfg.num_server_rounds)
     start = time.perf_counter()
     if cfg.max_in_flight:
         grid = WindowedGrid(grid, cfg.max_in_flight)
-    strategy.start(grid, to_record(template.shared_arrays()), num_rounds=cfg.num_server_rounds,
-                   timeout=cfg.round_timeout)
+    if done < cfg.num_server_rounds:
+        strategy.start(grid, to_record(shared), num_rounds=cfg.num_server_rounds - done,
+                       timeout=cfg.round_timeout)
     content = summary(cfg, strategy.history, backbone, dataset.describe(),
                       time.perf_counter() - start)
-    path = write_results(Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone),
-                         content)
+    path = write_results(run_dir, content)
     _log_final(content, path)
     return strategy
 

@@ -147,19 +147,24 @@ def _path(flower_toml: Path, value: Any) -> Path | None:
 
 
 def simulation_options(fed: Federation, settings: SimulationSettings) -> str:
-    """``flwr run --federation-config`` value for a simulated federation."""
-    return (f"num-supernodes={fed.num_supernodes} "
-            f"client-resources-num-cpus={settings.client_cpus} "
-            f"init-args-num-cpus={settings.ray_cpus}")
+    """``flwr run --federation-config`` value for a simulated federation.
+
+    On a Ray cluster (``ray-address``) the cluster's own CPUs count: Ray refuses ``num_cpus``
+    when it joins an existing cluster, so it is left out.
+    """
+    options = (f"num-supernodes={fed.num_supernodes} "
+               f"client-resources-num-cpus={settings.client_cpus}")
+    return options if settings.ray_address else f"{options} init-args-num-cpus={settings.ray_cpus}"
 
 
 def connection_entry(fed: Federation, settings: SimulationSettings) -> dict[str, Any]:
     """Flower's ``[superlink.<name>]`` table for a federation."""
     if fed.kind == "simulation":
-        return {"address": ":local:", "options": {
-            "num-supernodes": fed.num_supernodes,
-            "backend": {"client-resources": {"num-cpus": settings.client_cpus},
-                        "init-args": {"num-cpus": settings.ray_cpus}}}}
+        backend: dict[str, Any] = {"client-resources": {"num-cpus": settings.client_cpus}}
+        if not settings.ray_address:  # see simulation_options
+            backend["init-args"] = {"num-cpus": settings.ray_cpus}
+        return {"address": ":local:", "options": {"num-supernodes": fed.num_supernodes,
+                                                  "backend": backend}}
     entry: dict[str, Any] = {"address": fed.address}
     if fed.insecure:
         entry["insecure"] = True

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Iterable
 from logging import INFO, WARNING
+from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -28,6 +29,7 @@ from datasets.interactions import Dataset
 from strategies import protocol as p
 from strategies.aggregation import densify, screen_upload, weighted_mean
 from strategies.backbones.base import Backbone
+from strategies.checkpoint import load_checkpoint, save_checkpoint, strip_prefix, with_prefix
 from strategies.config import RunConfig
 from strategies.history import RunHistory
 from strategies.privacy import clip_update, update_norm
@@ -56,6 +58,9 @@ class FedRecStrategy(Strategy):
         self._rng = random.Random(cfg.seed)
         self._round_start = 0.0
         self.broadcast: dict[str, np.ndarray] = {}  # the shared parts sent this round
+        self.checkpoint_path: Path | None = None  # written after every round when set
+        self.round_offset = 0  # rounds done before a resume: Flower's loop restarts at 1
+        self.final_shared: dict[str, np.ndarray] = {}  # the model the final evaluation sees
 
     @classmethod
     def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
@@ -72,6 +77,30 @@ class FedRecStrategy(Strategy):
                         weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
         """Server work after aggregation, given every accepted upload keyed by user."""
 
+    # --- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything needed to continue the run exactly: (arrays, JSON-able meta)."""
+        meta = {"history": self.history.to_dict(), "rng": _rng_state(self._rng)}
+        return {}, meta
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        self.history.load_dict(meta["history"])
+        self._rng.setstate(_rng_from_state(meta["rng"]))
+
+    def save_checkpoint(self, server_round: int, shared: dict[str, np.ndarray]) -> None:
+        if self.checkpoint_path is None:
+            return
+        arrays, meta = self.state()
+        save_checkpoint(self.checkpoint_path, {**arrays, **with_prefix("shared", shared)},
+                        {**meta, "round": server_round})
+
+    def resume(self) -> tuple[int, dict[str, np.ndarray]]:
+        """Load the checkpoint: returns (last completed round, the global shared parts)."""
+        arrays, meta = load_checkpoint(self.checkpoint_path)
+        self.restore(arrays, meta)
+        self.round_offset = int(meta["round"])
+        return self.round_offset, strip_prefix("shared", arrays)
+
     # --- Flower hooks ---------------------------------------------------------------------------
     def summary(self) -> None:
         log(INFO, "\t├──> %s: %d users, fraction-train %.2f, eval every %d round(s)",
@@ -81,6 +110,7 @@ class FedRecStrategy(Strategy):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
+        server_round += self.round_offset
         self._round_start = time.perf_counter()
         if self.history.stopped_after is not None:
             return []
@@ -110,6 +140,7 @@ class FedRecStrategy(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        server_round += self.round_offset
         if self.history.stopped_after is not None and server_round > self.history.stopped_after + 1:
             return None, None  # early-stopped: the remaining rounds are empty
         record = self.history.at(server_round)
@@ -145,9 +176,12 @@ class FedRecStrategy(Strategy):
             losses.append((float(metrics.get(p.TRAIN_LOSS, np.nan)),
                            float(metrics.get(p.KD_LOSS, 0.0)), float(metrics.get(p.KD_WEIGHT, 0.0))))
         self.history.record_evaluation(server_round - 1, evaluations)
-        if not uploads:
+        if len(uploads) < self.cfg.min_replies:
+            log(WARNING, "round %d: %d accepted updates, fewer than min-replies %d: the model "
+                "is left unchanged", server_round, len(uploads), self.cfg.min_replies)
             record.seconds = time.perf_counter() - self._round_start
             self._log_round(server_round)
+            self.save_checkpoint(server_round, self.broadcast)
             return None, None
         tic = time.perf_counter()
         order = sorted(uploads)
@@ -158,15 +192,18 @@ class FedRecStrategy(Strategy):
         record.train_loss, record.kd_loss, record.kd_weight = (float(v) for v in np.mean(losses, 0))
         record.seconds = time.perf_counter() - self._round_start
         self._log_round(server_round)
+        self.save_checkpoint(server_round, aggregated)
         return to_record(aggregated), MetricRecord({p.TRAIN_LOSS: record.train_loss})
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         """Evaluate the final model (or the last one before early stopping) on every user."""
+        server_round += self.round_offset
         last = self.cfg.num_server_rounds if self.history.stopped_after is None else None
         if server_round != last:
             return []
         self._round_start = time.perf_counter()
+        self.final_shared = from_record(arrays)
         config = ConfigRecord({p.SERVER_ROUND: server_round, p.DO_TRAIN: False,
                                p.DO_EVALUATE: True, p.STATE_ROUND: server_round})
         arrays = self._on_wire(arrays)
@@ -175,6 +212,7 @@ class FedRecStrategy(Strategy):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
+        server_round += self.round_offset
         evaluations = {}
         for reply in replies:
             if reply.has_error():
@@ -188,6 +226,7 @@ class FedRecStrategy(Strategy):
         if record is None or record.val is None:
             return None
         self._log_evaluation(server_round, time.perf_counter() - self._round_start)
+        self.save_checkpoint(server_round, self.final_shared)
         return MetricRecord({p.metric_key(p.VAL, k): v for k, v in record.val.items()})
 
     # --- helpers --------------------------------------------------------------------------------
@@ -222,6 +261,15 @@ class FedRecStrategy(Strategy):
         record = self.history.rounds[server_round]
         log(INFO, "[final evaluation] %.2f s | %s", seconds,
             _metrics_line(record.val, f"val after round {server_round}"))
+
+
+def _rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from_state(state: list) -> tuple:
+    return state[0], tuple(state[1]), state[2]
 
 
 def _metrics_line(metrics: dict[str, float], label: str) -> str:

@@ -22,6 +22,7 @@ from flwr.common import log
 
 from datasets.interactions import Dataset
 from strategies.backbones.base import Backbone
+from strategies.checkpoint import strip_prefix, torch_state_from_array, torch_state_to_array, with_prefix
 from strategies.config import RunConfig
 from strategies.fedrec import FedRecStrategy
 from strategies.fusion import FusionTrainer
@@ -39,7 +40,7 @@ class GFMFRStrategy(FedRecStrategy):
         self.options = GroupingOptions(cfg.num_groups, cfg.grouping, cfg.grouping_pca,
                                        cfg.fusion_epochs, cfg.seed,
                                        resolve_teacher(cfg.teacher, self.backbone))
-        self.state = GroupState(trainer)
+        self.groups = GroupState(trainer)
         self._records: dict[int, ArrayRecord] = {}
 
     @classmethod
@@ -58,24 +59,47 @@ class GFMFRStrategy(FedRecStrategy):
                                 cfg.seed)
         return cls(cfg, template, users, trainer)
 
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays, meta = super().state()
+        for k, payload in self.groups.payloads.items():
+            arrays.update(with_prefix(f"payload/{k}", payload))
+        arrays["fusion/net"] = torch_state_to_array(self.groups.trainer.net.state_dict())
+        arrays["fusion/optimizer"] = torch_state_to_array(
+            self.groups.trainer.optimizer.state_dict())
+        meta["assignment"] = sorted(self.groups.assignment.items())
+        return arrays, meta
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        super().restore(arrays, meta)
+        trainer = self.groups.trainer
+        trainer.net.load_state_dict(torch_state_from_array(arrays["fusion/net"]))
+        trainer.optimizer.load_state_dict(torch_state_from_array(arrays["fusion/optimizer"]))
+        groups = {int(k.split("/")[1]) for k in arrays if k.startswith("payload/")}
+        payloads = {k: strip_prefix(f"payload/{k}", arrays) for k in groups}
+        self.groups = GroupState(trainer, {int(u): int(g) for u, g in meta["assignment"]},
+                                 payloads)
+        self._records = self._to_records(payloads)
+
     def payload(self, server_round: int, user: int) -> ArrayRecord | None:
-        if self.cfg.kd_weight == "none" or user not in self.state.assignment:
+        if self.cfg.kd_weight == "none" or user not in self.groups.assignment:
             return None
-        return self._records.get(self.state.assignment[user])
+        return self._records.get(self.groups.assignment[user])
+
+    def _to_records(self, payloads: dict[int, dict[str, np.ndarray]]) -> dict[int, ArrayRecord]:
+        """One record per group, shared by its members' messages (never mutated)."""
+        wire = self.cfg.wire_dtype
+        return {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
+                              for n, a in v.items()}) for k, v in payloads.items()}
 
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
                         weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
-        self.state = advance(self.state, uploads, self.broadcast, self.backbone, self.options)
-        # one record per group, shared by its members' messages (never mutated)
-        wire = self.cfg.wire_dtype
-        self._records = {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
-                                       for n, a in v.items()})
-                         for k, v in self.state.payloads.items()}
-        self.history.at(server_round).server_seconds.update(self.state.seconds)
-        sizes = np.bincount([self.state.assignment[u] for u in uploads],
+        self.groups = advance(self.groups, uploads, self.broadcast, self.backbone, self.options)
+        self._records = self._to_records(self.groups.payloads)
+        self.history.at(server_round).server_seconds.update(self.groups.seconds)
+        sizes = np.bincount([self.groups.assignment[u] for u in uploads],
                             minlength=self.options.n_groups)
-        losses = self.state.fusion_losses
+        losses = self.groups.fusion_losses
         log(INFO, "  groups %s | fusion MSE %.4f -> %.4f | grouping %.2f s, fusion %.2f s",
             sizes.tolist(), losses[0] if losses else float("nan"),
-            losses[-1] if losses else float("nan"), self.state.seconds["grouping"],
-            self.state.seconds["fusion"])
+            losses[-1] if losses else float("nan"), self.groups.seconds["grouping"],
+            self.groups.seconds["fusion"])

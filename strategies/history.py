@@ -64,6 +64,16 @@ class RunHistory:
             if self.patience and self._since_best >= self.patience and self.stopped_after is None:
                 self.stopped_after = server_round
 
+    def to_dict(self) -> dict:
+        return {"rounds": [r.as_dict() for _, r in sorted(self.rounds.items())],
+                "best_round": self.best_round, "since_best": self._since_best,
+                "stopped_after": self.stopped_after}
+
+    def load_dict(self, state: dict) -> None:
+        self.rounds = {r["round"]: RoundRecord(**r) for r in state["rounds"]}
+        self.best_round, self._since_best = state["best_round"], state["since_best"]
+        self.stopped_after = state["stopped_after"]
+
     def best(self) -> RoundRecord | None:
         return None if self.best_round is None else self.rounds[self.best_round]
 

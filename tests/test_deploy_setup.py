@@ -145,3 +145,12 @@ def test_app_bundle_stays_small_and_holds_no_data_keys_or_state(tmp_path):
     names = zipfile.ZipFile(fab).namelist()
     banned = (".deploy/", "certs/", "data/", "results/", ".flwr/")
     assert not [n for n in names if n.startswith(banned) or n.endswith((".npz", ".key", ".pub"))]
+
+
+def test_a_ray_cluster_gets_no_cpu_count_of_ours():
+    fed = fz.Federation("s", "simulation", num_supernodes=5)
+    local, cluster = fz.SimulationSettings(), fz.SimulationSettings(ray_address="head:6379")
+    assert "init-args-num-cpus=2" in fz.simulation_options(fed, local)
+    assert "init-args" not in fz.simulation_options(fed, cluster)  # Ray refuses num_cpus there
+    assert "init-args" not in fz.connection_entry(fed, cluster)["options"]["backend"]
+    assert cluster.environment()["RAY_ADDRESS"] == "head:6379"

@@ -160,7 +160,7 @@ def test_tls_run_completes_after_a_supernode_is_killed_and_restarted(tls_deploym
     finally:
         processes.stop(run.pid)
     after = victim.log.read_bytes()[offset:].decode(errors="replace")
-    assert f"restored the private state of user 1 from {state_file}" in after
+    assert "restored the private state of user 1 " in after and str(victim.state_dir) in after
     assert state_file.stat().st_mtime > restarted_at  # trained again after the restart
     assert summary(tmp_path)["rounds"][-1]["trained"] == USERS, out[-3000:]
 

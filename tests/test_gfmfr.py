@@ -150,10 +150,10 @@ def test_each_client_receives_only_its_own_groups_payload(flower_task):
     assert len(messages) == 12
     for message in messages:
         user = nodes[message.metadata.dst_node_id]
-        group = strategy.state.assignment[user]
+        group = strategy.groups.assignment[user]
         sent = message.content.array_records[p.GROUP]
         assert int(sent[p.GROUP_ID].numpy()[0]) == group
-        expected = strategy.state.payloads[group][p.TEACHER_PROBS]
+        expected = strategy.groups.payloads[group][p.TEACHER_PROBS]
         assert np.array_equal(sent[p.TEACHER_PROBS].numpy(), expected)
     assert len({id(m.content) for m in messages}) == 12  # one RecordDict per message
 
