@@ -87,7 +87,7 @@ def deploy_command(project: fz.FlowerToml, args: argparse.Namespace) -> int:
               f"and state in {started.folder}\nrun it:  gfmfr run {fed.name}\n"
               f"stop it: gfmfr deploy down {fed.name}")
         return 0
-    state = deploy.Deployment.load(deploy._run_dir(fed))
+    state = deploy.Deployment.load(deploy.run_dir(fed))
     if state is None:
         raise RuntimeError(f"deployment {fed.name} was never started here (no "
                            f"{fed.run_dir}/{deploy.STATE_FILE}).")

@@ -124,7 +124,7 @@ def register_command(fed: fz.Federation, index: int) -> list[str]:
 
 def dry_run(fed: fz.Federation, count: int) -> list[str]:
     """The shell commands ``up`` runs, for copying to real machines."""
-    folder = _run_dir(fed)
+    folder = run_dir(fed)
     lines = [] if fed.insecure else [shlex.join(["gfmfr", "certs", str(certificates(fed).folder),
                                                  "--nodes", str(count)])]
     lines.append(shlex.join(superlink_command(fed)))
@@ -139,7 +139,7 @@ def dry_run(fed: fz.Federation, count: int) -> list[str]:
 # --- starting and stopping ---------------------------------------------------------------------
 def up(fed: fz.Federation, count: int) -> Deployment:
     """Start the SuperLink and ``count`` SuperNodes; on any failure stop what was started."""
-    folder = _run_dir(fed)
+    folder = run_dir(fed)
     previous = Deployment.load(folder)
     if previous is not None and any(_is_flower(pid) for pid in previous.pids()):
         raise RuntimeError(f"deployment {fed.name} is already up ({folder / STATE_FILE}); stop it "
@@ -184,7 +184,10 @@ def restart_node(fed: fz.Federation, deployment: Deployment, index: int,
     with its node id known (node-auth) we wait for that, else a refused start is retried until it
     is accepted or ``timeout`` passes.
     """
-    node = next(n for n in deployment.nodes if n.index == index)
+    node = next((n for n in deployment.nodes if n.index == index), None)
+    if node is None:
+        raise RuntimeError(f"deployment {deployment.name} has SuperNodes "
+                           f"0..{len(deployment.nodes) - 1}, not {index}.")
     if node.pid and _is_flower(node.pid):
         processes.stop(node.pid)
     deadline = time.monotonic() + timeout
@@ -270,7 +273,7 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _run_dir(fed: fz.Federation) -> Path:
+def run_dir(fed: fz.Federation) -> Path:
     if fed.kind != "deployment" or fed.run_dir is None:
         raise fz.FlowerTomlError(f"federation {fed.name} is a {fed.kind}, not a deployment: "
                                  "`gfmfr deploy` starts deployment federations only.")
