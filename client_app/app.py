@@ -43,7 +43,7 @@ def train(msg: Message, context: Context) -> Message:
                          server_round=rnd, num_rounds=session.cfg.num_server_rounds,
                          teacher=session.teacher(msg.content), kd_weight=kd_weight)
     save_private(context, session.user, model.private_arrays(), kd_weight.ema, rnd,
-                 session.cfg.client_state_dir)
+                 session.cfg.client_state_dir, session.run_key)
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,
                     p.KD_LOSS: result.kd_loss, p.KD_WEIGHT: result.kd_weight})
     return Message(RecordDict({p.SHARED: to_record(session.upload(model, result.rows, rnd)),

@@ -66,6 +66,11 @@ class Session:
     def view(self) -> ClientView:
         return self.split.client(self.user)
 
+    @property
+    def run_key(self) -> str:
+        """Identifies the run in state files: its name (kept on resume), else Flower's run id."""
+        return self.cfg.run_name or f"run-{self.context.run_id}"
+
     def initial_model(self) -> Backbone:
         """The run's initial model, the same for every user (drawn from the run's seed).
 
@@ -81,7 +86,8 @@ class Session:
         """This user's model: private parts from state (or the initial model), shared received."""
         model = self.initial_model()
         upto = int(content[p.CONFIG].get(p.STATE_ROUND, 0))
-        private = load_private(self.context, self.user, upto, self.cfg.client_state_dir)
+        private = load_private(self.context, self.user, upto, self.cfg.client_state_dir,
+                               self.run_key)
         if private is not None:
             try:
                 model.set_arrays(private, model.PRIVATE)

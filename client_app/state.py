@@ -2,10 +2,11 @@
 
 They never enter a reply. A SuperNode started with ``state-dir`` in its node config (or any
 client of a run with ``client-state-dir``) also writes them to ``<dir>/user-<id>.npz`` after every
-round, tagged with the round, keeping the previous version as ``user-<id>.prev.npz``. A restarted
-SuperNode, a resumed server or a new run then picks the newest version from before the current
-round (a server that crashed mid-round resumes from a round some clients had already passed);
-a missing or corrupted file means a fresh start, logged, never a crash.
+round, tagged with the run and the round, keeping the previous version as
+``user-<id>.prev.npz``. A restarted SuperNode or a resumed server picks the newest version of the
+same run from before the current round (a server that crashed mid-round resumes from a round some
+clients had already passed); a new run picks up the newest version of any earlier run; a missing
+or corrupted file means a fresh start, logged, never a crash.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ PRIVATE = "private"  # ArrayRecord: private parameters (e.g. e_u, D_u)
 KD_STATE = "kd-state"  # MetricRecord: the adaptive distillation weight's running average
 KD_EMA_FILE_KEY = "__kd_ema__"
 ROUND_FILE_KEY = "__round__"
+RUN_FILE_KEY = "__run__"
 
 
 def state_file(context: Context, user: int, fallback_dir: str = "") -> Path | None:
@@ -37,10 +39,10 @@ def _previous(path: Path) -> Path:
     return path.with_name(path.name.replace(".npz", ".prev.npz"))
 
 
-def load_private(context: Context, user: int, upto_round: int, fallback_dir: str = ""
-                 ) -> dict[str, np.ndarray] | None:
-    """Private parameters from ``context.state``, else the newest stored version saved in round
-    ``upto_round`` or before, else None (a fresh start)."""
+def load_private(context: Context, user: int, upto_round: int, fallback_dir: str = "",
+                 run: str = "") -> dict[str, np.ndarray] | None:
+    """Private parameters from ``context.state``, else the newest stored version (of run ``run``:
+    saved in round ``upto_round`` or before), else None (a fresh start)."""
     if PRIVATE in context.state.array_records:
         return from_record(context.state.array_records[PRIVATE])
     path = state_file(context, user, fallback_dir)
@@ -51,7 +53,8 @@ def load_private(context: Context, user: int, upto_round: int, fallback_dir: str
         if arrays is None:
             continue
         saved_round = int(arrays.pop(ROUND_FILE_KEY, 0))
-        if saved_round > upto_round:
+        saved_run = arrays.pop(RUN_FILE_KEY, np.zeros(0, np.uint8)).tobytes().decode()
+        if saved_run == run and saved_round > upto_round:
             continue  # from a round the server is about to run again
         ema = arrays.pop(KD_EMA_FILE_KEY, None)
         if ema is not None:
@@ -75,7 +78,7 @@ def _read(path: Path, user: int) -> dict[str, np.ndarray] | None:
 
 
 def save_private(context: Context, user: int, arrays: dict[str, np.ndarray], kd_ema: float,
-                 server_round: int, fallback_dir: str = "") -> None:
+                 server_round: int, fallback_dir: str = "", run: str = "") -> None:
     """Keep the private parameters for the next round (and on disk when a state dir is set)."""
     context.state[PRIVATE] = to_record(arrays)
     context.state[KD_STATE] = MetricRecord({"ema": float(kd_ema)})
@@ -86,7 +89,8 @@ def save_private(context: Context, user: int, arrays: dict[str, np.ndarray], kd_
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as handle:
         np.savez(handle, **arrays, **{KD_EMA_FILE_KEY: np.asarray(kd_ema),
-                                      ROUND_FILE_KEY: np.asarray(server_round)})
+                                      ROUND_FILE_KEY: np.asarray(server_round),
+                                      RUN_FILE_KEY: np.frombuffer(run.encode(), np.uint8)})
     if path.exists():
         os.replace(path, _previous(path))
     os.replace(tmp, path)  # atomic: a crash leaves complete files, never half of one

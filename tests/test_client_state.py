@@ -33,6 +33,7 @@ def test_state_round_trips_through_context_and_disk(tmp_path):
     assert load_kd_ema(restarted) == 2.5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["user-3.npz"]  # no temp files left
     assert load_private(context(tmp_path), 3, 0) is None  # saved in round 1: not for round 0
+    assert load_private(context(tmp_path), 3, 0, run="next run") is not None  # a new run resumes
 
 
 def test_corrupted_state_file_means_a_fresh_start(tmp_path, caplog):
