@@ -67,6 +67,7 @@ class RunConfig:
     num_groups: int = 5
     grouping: str = "spectral"  # spectral | kmeans | random
     grouping_pca: bool = True
+    grouping_normalize: bool = True  # unit-length client vectors (cluster by direction)
     fusion: str = "mlp"  # mlp | sum | gate | attention | moe
     fusion_epochs: int = 50
     fusion_lr: float = 0.01

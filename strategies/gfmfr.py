@@ -38,7 +38,7 @@ class GFMFRStrategy(FedRecStrategy):
         super().__init__(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users)
         self.backbone = type(template)
         self.options = GroupingOptions(cfg.num_groups, cfg.grouping, cfg.grouping_pca,
-                                       cfg.fusion_epochs, cfg.seed,
+                                       cfg.grouping_normalize, cfg.fusion_epochs, cfg.seed,
                                        resolve_teacher(cfg.teacher, self.backbone))
         self.groups = GroupState(trainer)
         self._records: dict[int, ArrayRecord] = {}

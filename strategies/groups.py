@@ -29,6 +29,7 @@ class GroupingOptions:
     n_groups: int = 5
     method: str = "spectral"  # spectral | kmeans | random
     pca: bool = True
+    normalize: bool = True
     fusion_epochs: int = 50
     seed: int = 0
     teacher: str = "group-head"  # group-head: server sends p_k | own-model: server sends Q_k
@@ -84,7 +85,8 @@ def _regroup(previous: dict[int, int], uploads: dict[int, dict[str, np.ndarray]]
         users, z = describe_clients(uploads, backbone.GROUPING)
     else:
         users, z = table_change_summary(uploads, backbone.ITEM_TABLE, sent[backbone.ITEM_TABLE])
-    labels = cluster(z, options.n_groups, options.method, options.pca, options.seed)
+    labels = cluster(z, options.n_groups, options.method, options.pca, options.seed,
+                     options.normalize)
     labels = align(previous, users, labels, options.n_groups)
     assignment.update(zip(users, labels.tolist(), strict=True))
     return assignment
