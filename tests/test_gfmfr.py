@@ -163,3 +163,15 @@ def test_group_head_teacher_needs_a_shared_head():
         resolve_teacher("group-head", type(build_backbone("pfedrec", 4, Hyper(dim=2), 0)))
     assert resolve_teacher("auto", type(build_backbone("fedrap", 4, Hyper(dim=2), 0))) \
         == "group-head"
+
+
+def test_gram_pca_matches_sklearn_up_to_sign():
+    from sklearn.decomposition import PCA
+
+    from strategies.grouping import pca_scores
+
+    x = np.random.default_rng(0).normal(size=(30, 200)) @ np.diag(np.linspace(3, 0.1, 200))
+    ours = pca_scores(x, 0.9)
+    reference = PCA(n_components=0.9, svd_solver="full").fit_transform(x)
+    assert ours.shape == reference.shape
+    assert np.allclose(np.abs(ours), np.abs(reference), atol=1e-3)
