@@ -39,14 +39,26 @@ def run_one(federation: str, strategy: str, rounds: int, extra: str, results: Pa
     summary = json.loads((results / name / "summary.json").read_text())
     trained = [r for r in summary["rounds"] if r["trained"]]
     later = [r["seconds"] for r in trained[1:]] or [trained[0]["seconds"]]
-    server = {}
-    for r in trained[1:]:
+    later_rounds = trained[1:] or trained
+    server, client = {}, {}
+    for r in later_rounds:
         for phase, seconds in r["server_seconds"].items():
-            server[phase] = server.get(phase, 0.0) + seconds / max(len(trained) - 1, 1)
+            server[phase] = server.get(phase, 0.0) + seconds / len(later_rounds)
+        for phase, seconds in r["client_seconds"].items():
+            client[phase] = client.get(phase, 0.0) + seconds / len(later_rounds)
     return {"strategy": strategy, "federation": federation, "rounds": rounds,
             "first_round_s": trained[0]["seconds"], "seconds_per_round": sum(later) / len(later),
-            "server_phases_s": server, "peak_rss_gb": memory.peak / 2**30, "wall_s": wall,
+            "server_phases_s": server, "client_cpu_s": client,
+            "peak_rss_gb": memory.peak / 2**30, "wall_s": wall,
             "test": summary["test"]}
+
+
+def parallel_clients() -> int:
+    """ClientApps Ray runs at once with flower.toml's [simulation] settings."""
+    from server_app.federations import load_flower_toml
+
+    settings = load_flower_toml().simulation
+    return max(1, settings.ray_cpus // settings.client_cpus)
 
 
 def main() -> None:
@@ -59,14 +71,21 @@ def main() -> None:
     args = parser.parse_args()
     results = Path(tempfile.mkdtemp(prefix="gfmfr-bench-"))
     rows = []
+    workers = parallel_clients()
     print(f"{'strategy':<16} {'s/round':>8} {'round 1':>8} {'peak GB':>8} {'wall s':>7}  "
-          "server phases (s/round)")
+          f"per round: client CPU s (train, eval; {workers} ClientApps in parallel), server s, "
+          "rest = messaging")
     for strategy in args.strategies:
         row = run_one(args.federation, strategy, args.rounds, args.run_config, results)
         rows.append(row)
+        train, evaluate = (row["client_cpu_s"].get(k, 0.0) for k in ("train-seconds",
+                                                                       "eval-seconds"))
+        server = sum(row["server_phases_s"].values())
+        row["messaging_s"] = row["seconds_per_round"] - server - (train + evaluate) / workers
         phases = ", ".join(f"{k} {v:.2f}" for k, v in row["server_phases_s"].items())
         print(f"{strategy:<16} {row['seconds_per_round']:8.2f} {row['first_round_s']:8.2f} "
-              f"{row['peak_rss_gb']:8.2f} {row['wall_s']:7.1f}  {phases}", flush=True)
+              f"{row['peak_rss_gb']:8.2f} {row['wall_s']:7.1f}  client {train:.1f} + "
+              f"{evaluate:.1f}, server {phases}, rest {row['messaging_s']:.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

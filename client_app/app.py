@@ -7,6 +7,8 @@ parameters and metrics.
 
 from __future__ import annotations
 
+import time
+
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -34,10 +36,13 @@ def train(msg: Message, context: Context) -> Message:
     model = session.model(msg.content)
     config = msg.content[p.CONFIG]
     metrics = {p.USER_ID: session.user}
+    tic = time.perf_counter()
     if config.get(p.DO_EVALUATE, False):
         metrics.update(evaluate_model(model, session.view))
+        metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
     rnd = int(config[p.SERVER_ROUND])
     kd_weight = session.kd_weight()
+    tic = time.perf_counter()
     result = train_local(model, session.view, session.rng(rnd), epochs=session.cfg.local_epochs,
                          batch_size=session.cfg.batch_size, neg_per_pos=session.cfg.neg_per_pos,
                          server_round=rnd, num_rounds=session.cfg.num_server_rounds,
@@ -45,7 +50,8 @@ def train(msg: Message, context: Context) -> Message:
     save_private(context, session.user, model.private_arrays(), kd_weight.ema, rnd,
                  session.cfg.client_state_dir, session.run_key)
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,
-                    p.KD_LOSS: result.kd_loss, p.KD_WEIGHT: result.kd_weight})
+                    p.KD_LOSS: result.kd_loss, p.KD_WEIGHT: result.kd_weight,
+                    p.TRAIN_SECONDS: time.perf_counter() - tic})
     return Message(RecordDict({p.SHARED: to_record(session.upload(model, result.rows, rnd)),
                                p.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
@@ -54,6 +60,8 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     session = Session.open(context)
     model = session.model(msg.content)
+    tic = time.perf_counter()
     metrics = {p.USER_ID: session.user, **evaluate_model(model, session.view)}
+    metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
     return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)
 

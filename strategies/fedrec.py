@@ -153,6 +153,9 @@ class FedRecStrategy(Strategy):
                 continue
             metrics = reply.content.metric_records.get(p.METRICS, MetricRecord())
             user = self.users.get(reply.metadata.src_node_id)
+            for key in (p.TRAIN_SECONDS, p.EVAL_SECONDS):
+                record.client_seconds[key] = (record.client_seconds.get(key, 0.0)
+                                              + float(metrics.get(key, 0.0)))
             if p.metric_key(p.VAL, "HR@10") in metrics:
                 evaluations[user] = dict(metrics)
             if p.SHARED not in reply.content.array_records:

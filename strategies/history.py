@@ -26,6 +26,7 @@ class RoundRecord:
     val: dict[str, float] | None = None  # metrics of the model after this round
     test: dict[str, float] | None = None
     evaluated_users: int = 0
+    client_seconds: dict[str, float] = field(default_factory=dict)  # train/eval, summed
     server_seconds: dict[str, float] = field(default_factory=dict)  # phase -> seconds
 
     def as_dict(self) -> dict:

@@ -24,6 +24,8 @@ USER_ID = "user-id"  # pairs every metric with its user; never a node id
 TRAIN_LOSS = "train-loss"
 KD_LOSS = "kd-loss"
 KD_WEIGHT = "kd-weight"
+TRAIN_SECONDS = "train-seconds"  # local training time (for the benchmarks)
+EVAL_SECONDS = "eval-seconds"  # local evaluation time
 
 # GFMFR payload keys inside GROUP
 GROUP_ID = "group-id"  # (1,) int
