@@ -1,0 +1,136 @@
+"""Write docs/benchmarks.md (and its plots) from the JSON the benchmark commands saved.
+
+    python -m benchmarks.report
+
+Reads ``docs/benchmarks/*.json`` (written by ``benchmarks.rounds``, ``benchmarks.communication``
+and ``benchmarks.scale`` with ``--json``) and the comparison tables under ``docs/results/``;
+sections whose inputs are missing say which command produces them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "docs" / "benchmarks"
+OUT = ROOT / "docs" / "benchmarks.md"
+
+
+def load(name: str) -> list[dict] | None:
+    path = DATA / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def machine() -> str:
+    cores = len(__import__("os").sched_getaffinity(0))
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    return (f"{cores} CPU cores, {memory:.0f} GB memory, no GPU; Python "
+            f"{platform.python_version()}, {platform.machine()}")
+
+
+def rounds_section(name: str, title: str) -> list[str]:
+    rows = load(name)
+    if rows is None:
+        return [f"_Not measured yet: `python -m benchmarks.rounds ... --json docs/benchmarks/{name}`._"]
+    lines = ["| strategy | s/round | round 1 | client train CPU s | client eval CPU s | "
+             "server s | messaging s | peak memory GB |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        cpu = r.get("client_cpu_s", {})
+        lines.append(f"| `{r['strategy']}` | {r['seconds_per_round']:.2f} | "
+                     f"{r['first_round_s']:.2f} | {cpu.get('train-seconds', 0):.1f} | "
+                     f"{cpu.get('eval-seconds', 0):.1f} | "
+                     + " + ".join(f"{v:.2f} {k}" for k, v in r["server_phases_s"].items())
+                     + f" | {r.get('messaging_s', float('nan')):.2f} | {r['peak_rss_gb']:.1f} |")
+    return [f"### {title}", "", *lines, ""]
+
+
+def communication_section() -> list[str]:
+    rows = load("communication.json")
+    if rows is None:
+        return ["_Not measured yet: `python -m benchmarks.communication --json "
+                "docs/benchmarks/communication.json`._"]
+    lines = ["| configuration | down KB / client / round | up KB / client / round |",
+             "| --- | ---: | ---: |"]
+    for r in rows:
+        extra = " ".join(f"{k}={v}" for k, v in r.items()
+                         if k not in ("strategy", "down_kb", "up_kb"))
+        lines.append(f"| `{r['strategy']}` {extra} | {r['down_kb']:.1f} | {r['up_kb']:.1f} |")
+    return lines
+
+
+def scale_section() -> list[str]:
+    rows = load("scale.json")
+    if rows is None:
+        return ["_Not measured yet: `python -m benchmarks.scale --json docs/benchmarks/scale.json`._"]
+    plot_scale(rows, DATA / "scale.png")
+    lines = ["| registered clients | items | clients taking part | s/round | peak memory GB |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['users']} | {r['items']} | {r['participants']} | "
+              f"{r['seconds_per_round']:.2f} | {r['peak_rss_gb']:.2f} |" for r in rows]
+    return [*lines, "", "![seconds per round against clients and items](benchmarks/scale.png)"]
+
+
+def plot_scale(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    full = [r for r in rows if r["participants"] == r["users"]]
+    by_clients = sorted((r for r in full if r["items"] == 400), key=lambda r: r["users"])
+    by_items = sorted((r for r in full if r["users"] == 1000), key=lambda r: r["items"])
+    for ax, series, key, label in ((axes[0], by_clients, "users", "clients (all taking part)"),
+                                   (axes[1], by_items, "items", "items (1000 clients)")):
+        x = np.array([r[key] for r in series], dtype=float)
+        y = np.array([r["seconds_per_round"] for r in series])
+        ax.loglog(x, y, "o-", label="measured")
+        if len(x) > 1:
+            ax.loglog(x, y[0] * x / x[0], "--", color="grey", label="linear")
+        ax.set_xlabel(label)
+        ax.set_ylabel("seconds per round")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def results_section() -> list[str]:
+    lines = []
+    for table in sorted((ROOT / "docs" / "results").glob("*/table.md")):
+        text = table.read_text().splitlines()
+        lines += ["#" + text[0], *text[1:], "",
+                  f"![validation HR@50 per round](results/{table.parent.name}/val_hr50.png)", ""]
+    return lines or ["_No comparison has been run yet (`python -m benchmarks.compare`)._"]
+
+
+def main() -> None:
+    DATA.mkdir(parents=True, exist_ok=True)
+    text = ["# Benchmarks", "", f"Machine: {machine()}. Generated by `python -m benchmarks.report` "
+            "from the JSON the measuring commands wrote; the commands are given per section.", "",
+            "## Seconds per round (real Ray simulation, all clients every round)", "",
+            "`python -m benchmarks.rounds --federation ml-100k-mm --strategies fedrap gfmfr "
+            "--json docs/benchmarks/rounds-ml-100k-mm.json`", "",
+            *rounds_section("rounds-ml-100k-mm.json", "ml-100k-mm (943 clients, 1,682 items)"),
+            *rounds_section("rounds-ml-1m-mm.json", "ml-1m-mm (6,040 clients, 3,706 items)"),
+            "Client CPU seconds are summed over all clients of a round; messaging is what remains "
+            "of the round after server work and client compute divided by the ClientApps running "
+            "in parallel. Where the time goes and what was done about it: "
+            "[performance.md](performance.md).", "",
+            "## Scale", "", *scale_section(), "",
+            "## Communication", "", "`python -m benchmarks.communication --json "
+            "docs/benchmarks/communication.json` (serialised message sizes, last round)", "",
+            *communication_section(), "",
+            "## Accuracy", "", *results_section()]
+    OUT.write_text("\n".join(text) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
