@@ -51,8 +51,9 @@ def _read_features(path: Path) -> np.ndarray:
     require_file(path, path.name)
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise DataError(f"not a readable .npy array ({error}).", path=path,
+    except Exception as error:  # noqa: BLE001 - numpy raises many types on a broken header
+        raise DataError(f"not a readable .npy array ({type(error).__name__}: {error}).",
+                        path=path,
                         fix="save it with numpy.save as a 2-D float array.") from None
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise DataError(f"expected a 2-D numeric array (items x features), got shape "

@@ -14,26 +14,39 @@ def read_rows(path: Path, sep: str, n_fields: int, what: str, encoding: str = "u
     """Yield ``(line number, fields)`` of a delimited text file, skipping blank lines.
 
     ``header``: expected column names of a CSV first line (checked, then skipped). Quoted CSV
-    fields are honoured when ``sep`` is a comma. A row with too few fields is a DataError.
+    fields are honoured when ``sep`` is a comma. A row with too few fields, or bytes that are not
+    valid ``encoding``, is a DataError naming the line.
     """
     require_file(path, what)
-    with path.open(encoding=encoding, newline="") as handle:
-        rows = csv.reader(handle, delimiter=sep) if sep == "," else (
-            line.rstrip("\r\n").split(sep) for line in handle)
-        for number, fields in enumerate(rows, start=1):
-            if not fields or fields == [""]:
-                continue
-            if number == 1 and header is not None:
-                if [f.strip() for f in fields[:len(header)]] != list(header):
-                    raise DataError(f"expected the header {','.join(header)}, got {fields!r}.",
-                                    path=path, line=1, fix="restore the header row.")
-                continue
-            if len(fields) < n_fields:
-                raise DataError(
-                    f"malformed row: expected {n_fields} fields separated by {sep!r}, got "
-                    f"{len(fields)}: {sep.join(fields)[:80]!r}.",
-                    path=path, line=number, fix="repair or delete this row.")
-            yield number, fields
+    lines = _decoded_lines(path, encoding)
+    rows = csv.reader(lines, delimiter=sep) if sep == "," else (line.split(sep) for line in lines)
+    for number, fields in enumerate(rows, start=1):
+        if not fields or fields == [""]:
+            continue
+        if number == 1 and header is not None:
+            if [f.strip() for f in fields[:len(header)]] != list(header):
+                raise DataError(f"expected the header {','.join(header)}, got {fields!r}.",
+                                path=path, line=1, fix="restore the header row.")
+            continue
+        if len(fields) < n_fields:
+            raise DataError(
+                f"malformed row: expected {n_fields} fields separated by {sep!r}, got "
+                f"{len(fields)}: {sep.join(fields)[:80]!r}.",
+                path=path, line=number, fix="repair or delete this row.")
+        yield number, fields
+
+
+def _decoded_lines(path: Path, encoding: str) -> list[str]:
+    """The file's lines (without line ends), decoded one by one so an error names its line."""
+    lines = []
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            lines.append(raw.decode(encoding))
+        except UnicodeDecodeError as error:
+            raise DataError(f"bytes that are not valid {encoding} ({error.reason} at column "
+                            f"{error.start + 1}).", path=path, line=number,
+                            fix=f"save the file as {encoding} or repair this row.") from None
+    return lines
 
 
 def to_int(value: str, path: Path, line: int, column: str) -> int:

@@ -27,13 +27,13 @@ from flwr.serverapp.strategy import Strategy
 
 from datasets.interactions import Dataset
 from strategies import protocol as p
-from strategies.aggregation import densify, screen_upload, weighted_mean
+from strategies.aggregation import weighted_mean
 from strategies.backbones.base import Backbone
 from strategies.checkpoint import load_checkpoint, save_checkpoint, strip_prefix, with_prefix
 from strategies.config import RunConfig
 from strategies.history import RunHistory
-from strategies.privacy import clip_update, update_norm
 from strategies.records import from_record, to_record
+from strategies.replies import read_reply
 
 
 class FedRecStrategy(Strategy):
@@ -151,33 +151,22 @@ class FedRecStrategy(Strategy):
                 log(WARNING, "round %d: node %d failed: %s", server_round,
                     reply.metadata.src_node_id, reply.error.reason)
                 continue
-            metrics = reply.content.metric_records.get(p.METRICS, MetricRecord())
-            user = self.users.get(reply.metadata.src_node_id)
+            got = read_reply(reply, self.users, self.broadcast, self.shared_shapes,
+                             self.cfg.update_norm_limit, self.cfg.update_clip)
             for key in (p.TRAIN_SECONDS, p.EVAL_SECONDS):
                 record.client_seconds[key] = (record.client_seconds.get(key, 0.0)
-                                              + float(metrics.get(key, 0.0)))
-            if p.metric_key(p.VAL, "HR@10") in metrics:
-                evaluations[user] = dict(metrics)
-            if p.SHARED not in reply.content.array_records:
-                continue
-            arrays, problem = densify(from_record(reply.content.array_records[p.SHARED]),
-                                      self.broadcast)
-            weight = float(metrics.get(p.NUM_EXAMPLES, 0))
-            problem = problem or screen_upload(arrays, self.shared_shapes, weight)
-            if not problem:
-                norm = update_norm(arrays, self.broadcast)
-                if norm > self.cfg.update_norm_limit:
-                    problem = (f"update norm {norm:.3g} exceeds update-norm-limit "
-                               f"{self.cfg.update_norm_limit:.3g}")
-                arrays = clip_update(arrays, self.broadcast, self.cfg.update_clip)
-            if problem:
+                                              + got.metrics.get(key, 0.0))
+            if got.evaluation is not None and got.user is not None:
+                evaluations[got.user] = got.evaluation
+            if got.problem:
                 record.rejected += 1
                 log(WARNING, "round %d: rejected the update of user %s (node %d): %s",
-                    server_round, user, reply.metadata.src_node_id, problem)
+                    server_round, got.user, reply.metadata.src_node_id, got.problem)
+            if got.upload is None:
                 continue
-            uploads[user], weights[user] = arrays, weight
-            losses.append((float(metrics.get(p.TRAIN_LOSS, np.nan)),
-                           float(metrics.get(p.KD_LOSS, 0.0)), float(metrics.get(p.KD_WEIGHT, 0.0))))
+            uploads[got.user], weights[got.user] = got.upload, got.weight
+            losses.append([got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS,
+                                                            p.KD_WEIGHT)])
         self.history.record_evaluation(server_round - 1, evaluations)
         if len(uploads) < self.cfg.min_replies:
             log(WARNING, "round %d: %d accepted updates, fewer than min-replies %d: the model "
@@ -222,8 +211,10 @@ class FedRecStrategy(Strategy):
                 log(WARNING, "final evaluation: node %d failed: %s", reply.metadata.src_node_id,
                     reply.error.reason)
                 continue
-            evaluations[self.users.get(reply.metadata.src_node_id)] = dict(
-                reply.content.metric_records[p.METRICS])
+            got = read_reply(reply, self.users, self.broadcast, self.shared_shapes,
+                             self.cfg.update_norm_limit, self.cfg.update_clip)
+            if got.evaluation is not None:
+                evaluations[got.user] = got.evaluation
         self.history.record_evaluation(server_round, evaluations)
         record = self.history.rounds.get(server_round)
         if record is None or record.val is None:

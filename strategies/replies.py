@@ -1,0 +1,60 @@
+"""Reading a client's reply defensively: what it uploads, reports and why it may be refused.
+
+Replies come from devices the server does not control: any field may be missing, mistyped,
+non-finite or absurd. Nothing here raises on bad content; a refused upload or evaluation carries
+the reason, which the strategy logs and counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import Message
+
+from strategies import protocol as p
+from strategies.aggregation import densify, screen_upload
+from strategies.privacy import clip_update, update_norm
+from strategies.records import from_record
+
+EVALUATION_KEYS = tuple(p.metric_key(s, m) for s in (p.VAL, p.TEST) for m in p.RANKING_METRICS)
+
+
+@dataclass
+class Reply:
+    user: int | None
+    metrics: dict[str, float] = field(default_factory=dict)  # finite scalar metrics only
+    evaluation: dict[str, float] | None = None  # complete, valid ranking metrics
+    upload: dict[str, np.ndarray] | None = None  # accepted (dense, clipped) shared parts
+    weight: float = 0.0
+    problem: str | None = None  # why the upload was refused
+
+
+def read_reply(reply: Message, users: dict[int, int], broadcast: dict[str, np.ndarray],
+               shapes: dict[str, tuple[int, ...]], norm_limit: float, clip: float) -> Reply:
+    """Parse one successful reply (``reply.has_error()`` is False)."""
+    node = reply.metadata.src_node_id
+    out = Reply(users.get(node))
+    record = reply.content.metric_records.get(p.METRICS)
+    raw = dict(record) if record is not None else {}
+    out.metrics = {k: float(v) for k, v in raw.items()
+                   if isinstance(v, int | float) and math.isfinite(float(v))}
+    if out.user is None:
+        out.problem = f"node {node} is not a known SuperNode of this run"
+        return out
+    if all(k in out.metrics and 0.0 <= out.metrics[k] <= 1.0 for k in EVALUATION_KEYS):
+        out.evaluation = {k: out.metrics[k] for k in EVALUATION_KEYS}
+    if p.SHARED not in reply.content.array_records:
+        return out
+    arrays, problem = densify(from_record(reply.content.array_records[p.SHARED]), broadcast)
+    out.weight = out.metrics.get(p.NUM_EXAMPLES, 0.0)
+    problem = problem or screen_upload(arrays, shapes, out.weight)
+    if problem is None:
+        norm = update_norm(arrays, broadcast)
+        if norm > norm_limit:
+            problem = f"update norm {norm:.3g} exceeds update-norm-limit {norm_limit:.3g}"
+    if problem is None:
+        out.upload = clip_update(arrays, broadcast, clip)
+    out.problem = problem
+    return out
