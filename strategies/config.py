@@ -25,9 +25,9 @@ class RunConfig:
 
     # what to run
     dataset: str = "ml-100k-mm"
-    strategy: str = "fedncf"
+    strategy: str = "gfmfr"
     backbone: str = ""  # "" = the strategy's default backbone
-    num_server_rounds: int = 30
+    num_server_rounds: int = 50
     seed: int = 0
     # where things are
     data_dir: str = "data"
