@@ -95,11 +95,15 @@ class GFMFRStrategy(FedRecStrategy):
                         weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
         self.groups = advance(self.groups, uploads, self.broadcast, self.backbone, self.options)
         self._records = self._to_records(self.groups.payloads)
-        self.history.at(server_round).server_seconds.update(self.groups.seconds)
-        sizes = np.bincount([self.groups.assignment[u] for u in uploads],
-                            minlength=self.options.n_groups)
+        record = self.history.at(server_round)
+        record.server_seconds.update(self.groups.seconds)
+        record.groups = {"sizes": np.bincount([self.groups.assignment[u] for u in uploads],
+                                              minlength=self.options.n_groups).tolist(),
+                         "fusion_mse": self.groups.fusion_losses[-1]
+                         if self.groups.fusion_losses else None,
+                         "fusion_r2": self.groups.fusion_r2}
         losses = self.groups.fusion_losses
-        log(INFO, "  groups %s | fusion MSE %.4f -> %.4f | grouping %.2f s, fusion %.2f s",
-            sizes.tolist(), losses[0] if losses else float("nan"),
-            losses[-1] if losses else float("nan"), self.groups.seconds["grouping"],
-            self.groups.seconds["fusion"])
+        log(INFO, "  groups %s | fusion MSE %.4f -> %.4f (R2 %.2f) | grouping %.2f s, fusion "
+            "%.2f s", record.groups["sizes"], losses[0] if losses else float("nan"),
+            losses[-1] if losses else float("nan"), self.groups.fusion_r2,
+            self.groups.seconds["grouping"], self.groups.seconds["fusion"])

@@ -44,6 +44,7 @@ class GroupState:
     payloads: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # group -> arrays
     fusion_losses: list[float] = field(default_factory=list)  # last round's epoch losses
     seconds: dict[str, float] = field(default_factory=dict)  # last round's phase times
+    fusion_r2: float = float("nan")  # share of the targets' variance the fused tables explain
 
 
 def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
@@ -63,12 +64,13 @@ def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
                         for k in groups])
     losses = state.trainer.fit(groups, targets, options.fusion_epochs)
     tables = state.trainer.tables(groups)  # Q_k
+    r2 = 1.0 - float(np.mean((tables - targets) ** 2)) / max(float(np.var(targets)), 1e-12)
     payloads = dict(state.payloads)
     for k, table in zip(groups.tolist(), tables, strict=True):
         payloads[k] = _payload(k, table, [uploads[u] for u in members[k]], backbone,
                                options.teacher)
     return GroupState(state.trainer, assignment, payloads, losses,
-                      {"grouping": grouping_seconds, "fusion": time.perf_counter() - tic})
+                      {"grouping": grouping_seconds, "fusion": time.perf_counter() - tic}, r2)
 
 
 def _regroup(previous: dict[int, int], uploads: dict[int, dict[str, np.ndarray]],

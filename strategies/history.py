@@ -27,6 +27,7 @@ class RoundRecord:
     test: dict[str, float] | None = None
     evaluated_users: int = 0
     client_seconds: dict[str, float] = field(default_factory=dict)  # train/eval, summed
+    groups: dict | None = None  # GFMFR: group sizes, fusion fit
     server_seconds: dict[str, float] = field(default_factory=dict)  # phase -> seconds
 
     def as_dict(self) -> dict:
