@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from strategies.registry import STRATEGIES
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -34,6 +35,15 @@ def test_synthetic_run_completes_and_writes_results(flwr_env, tmp_path: Path):
     assert sorted(rounds) == [0, 1, 2, 3] and rounds[3]["trained"] == 60
     assert rounds[0]["evaluated_users"] == 60 and rounds[3]["val"] is not None
     assert (results / "t" / "rounds.csv").read_text().startswith("round,seconds")
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_runs_two_rounds_in_a_ray_simulation(flwr_env, tmp_path: Path, strategy):
+    done = gfmfr_run("synthetic", f"strategy='{strategy}' num-server-rounds=2 run-name='s' "
+                     f"results-dir='{tmp_path}' fusion-epochs=5")
+    assert "ended as finished:completed" in done.stdout, done.stdout[-3000:]
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["rounds"][-1]["round"] == 2 and summary["rounds"][-1]["val"] is not None
 
 
 def test_federation_sized_for_another_dataset_fails_fast(flwr_env, tmp_path: Path):
