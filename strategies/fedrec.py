@@ -36,6 +36,9 @@ from strategies.records import from_record, to_record
 from strategies.replies import read_reply
 
 
+LOGGED_PER_ROUND = 5  # failures and rejections logged one by one per round, then counted
+
+
 class FedRecStrategy(Strategy):
     """FedAvg of shared backbone parameters, weighted by local examples, with per-user evaluation.
 
@@ -148,8 +151,9 @@ class FedRecStrategy(Strategy):
         for reply in replies:
             if reply.has_error():
                 record.failed += 1
-                log(WARNING, "round %d: node %d failed: %s", server_round,
-                    reply.metadata.src_node_id, reply.error.reason)
+                if record.failed <= LOGGED_PER_ROUND:
+                    log(WARNING, "round %d: node %d failed: %s", server_round,
+                        reply.metadata.src_node_id, reply.error.reason)
                 continue
             got = read_reply(reply, self.users, self.broadcast, self.shared_shapes,
                              self.cfg.update_norm_limit, self.cfg.update_clip)
@@ -160,13 +164,18 @@ class FedRecStrategy(Strategy):
                 evaluations[got.user] = got.evaluation
             if got.problem:
                 record.rejected += 1
-                log(WARNING, "round %d: rejected the update of user %s (node %d): %s",
-                    server_round, got.user, reply.metadata.src_node_id, got.problem)
+                if record.rejected <= LOGGED_PER_ROUND:
+                    log(WARNING, "round %d: rejected the update of user %s (node %d): %s",
+                        server_round, got.user, reply.metadata.src_node_id, got.problem)
             if got.upload is None:
                 continue
             uploads[got.user], weights[got.user] = got.upload, got.weight
             losses.append([got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS,
                                                             p.KD_WEIGHT)])
+        if max(record.failed, record.rejected) > LOGGED_PER_ROUND:
+            log(WARNING, "round %d: %d clients failed and %d updates were rejected in all (the "
+                "first %d of each are shown above)", server_round, record.failed,
+                record.rejected, LOGGED_PER_ROUND)
         self.history.record_evaluation(server_round - 1, evaluations)
         if len(uploads) < self.cfg.min_replies:
             log(WARNING, "round %d: %d accepted updates, fewer than min-replies %d: the model "
