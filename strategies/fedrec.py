@@ -35,7 +35,6 @@ from strategies.history import RunHistory
 from strategies.records import from_record, to_record
 from strategies.replies import read_reply
 
-
 LOGGED_PER_ROUND = 5  # failures and rejections logged one by one per round, then counted
 
 
