@@ -34,6 +34,7 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     seed_everything(cfg.seed)
     dataset = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.synthetic_spec())
     log(INFO, "%s", dataset.describe())
+    spec.strategy.check(cfg, dataset)
     template = build_backbone(backbone, dataset.n_items, hyper(cfg), cfg.seed)
     users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
                           cfg.node_wait, cfg.round_timeout)

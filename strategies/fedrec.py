@@ -65,6 +65,10 @@ class FedRecStrategy(Strategy):
         self.final_shared: dict[str, np.ndarray] = {}  # the model the final evaluation sees
 
     @classmethod
+    def check(cls, cfg: RunConfig, dataset: Dataset) -> None:
+        """Raise a clear error for settings this strategy cannot run with, before any training."""
+
+    @classmethod
     def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
                 users: dict[int, int]) -> FedRecStrategy:
         """Build the strategy for a run; ``template`` is a backbone giving the shared shapes."""

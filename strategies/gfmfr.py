@@ -44,6 +44,16 @@ class GFMFRStrategy(FedRecStrategy):
         self._records: dict[int, ArrayRecord] = {}
 
     @classmethod
+    def check(cls, cfg: RunConfig, dataset: Dataset) -> None:
+        from encoders.registry import check_encoder_name  # server-only, heavy imports
+
+        check_encoder_name("text", cfg.text_encoder)
+        check_encoder_name("image", cfg.image_encoder)
+        if cfg.num_groups > dataset.n_users:
+            raise ValueError(f"bad run config: num-groups ({cfg.num_groups}) is larger than the "
+                             f"number of clients ({dataset.n_users} users in {dataset.name}).")
+
+    @classmethod
     def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
                 users: dict[int, int]) -> GFMFRStrategy:
         from encoders.features import item_features  # server-only, heavy imports

@@ -44,3 +44,12 @@ TEST = "test"
 def metric_key(split: str, metric: str) -> str:
     """Wire name of a ranking metric on a split, e.g. ``val-HR@10``."""
     return f"{split}-{metric}"
+
+
+# Everything a client may report: counts, losses, timings and its own ranking metrics; never an
+# item id, a score or a parameter (tests check every reply of every strategy against this).
+CLIENT_METRICS = frozenset({USER_ID, NUM_EXAMPLES, TRAIN_LOSS, KD_LOSS, KD_WEIGHT, TRAIN_SECONDS,
+                            EVAL_SECONDS, "num-users", "num-partitions",
+                            *(metric_key(s, m) for s in (VAL, TEST) for m in RANKING_METRICS)})
+
+

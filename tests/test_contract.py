@@ -45,7 +45,19 @@ def test_strategy_contract(strategy, backbone, cache_dir, tmp_path):
     for content in uploads:
         assert set(content.array_records) == {p.SHARED}
         assert set(content.array_records[p.SHARED]) == set(model.SHARED)
-        assert not set(content.metric_records[p.METRICS]) & set(model.PRIVATE)
+    for reply in grid.replies_seen:  # every message any client sent, uploads or not
+        assert set(reply.content.array_records) <= {p.SHARED}
+        assert set(reply.content.metric_records[p.METRICS]) <= p.CLIENT_METRICS
+        assert not reply.content.config_records
+    private = {name for name in model.PRIVATE}
+    for context in grid.contexts.values():  # private values never appear in any upload
+        kept = context.state.array_records["private"]
+        assert set(kept) == private
+        for name in private:
+            value = kept[name].numpy()
+            if value.any():
+                assert not any(np.array_equal(value, u.array_records[p.SHARED][n].numpy())
+                               for u in uploads for n in u.array_records[p.SHARED])
     if strategy == "gfmfr":
         second = [m for m in grid.sent if m.metadata.message_type == "train"
                   and int(m.content[p.CONFIG][p.SERVER_ROUND]) == 2]
@@ -70,6 +82,12 @@ def test_gfmfr_with_one_group_and_no_distillation_is_its_backbone(cache_dir, tmp
 
 
 def test_bad_configuration_fails_before_training(cache_dir, tmp_path):
+    with pytest.raises(ValueError, match="num-groups .100. is larger than the number of clients"):
+        run_inprocess(config(cache_dir, tmp_path, strategy="gfmfr", **{"num-groups": 100}),
+                      USERS)
+    with pytest.raises(ValueError, match="unknown image encoder 'resnet'"):
+        run_inprocess(config(cache_dir, tmp_path, strategy="gfmfr",
+                             **{"image-encoder": "resnet"}), USERS)
     with pytest.raises(ValueError, match="cannot use backbone 'mf'"):
         run_inprocess(config(cache_dir, tmp_path, strategy="fedrap", backbone="mf"), USERS)
     with pytest.raises(ValueError, match="unknown strategy 'fedavg'; choose one of"):
