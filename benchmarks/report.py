@@ -95,6 +95,7 @@ def plot_scale(rows: list[dict], path: Path) -> None:
         ax.loglog(x, y, "o-", label="measured")
         if len(x) > 1:
             ax.loglog(x, y[0] * x / x[0], "--", color="grey", label="linear")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # log-axis minor labels overlap
         ax.set_xlabel(label)
         ax.set_ylabel("seconds per round")
         ax.grid(alpha=0.3, which="both")
