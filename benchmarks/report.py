@@ -40,15 +40,16 @@ def rounds_section(name: str, title: str) -> list[str]:
     if rows is None:
         return [f"_Not measured yet: `python -m benchmarks.rounds ... --json docs/benchmarks/{name}`._"]
     lines = ["| strategy | s/round | round 1 | client train CPU s | client eval CPU s | "
-             "server s | messaging s | peak memory GB |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "server s | messaging s | peak memory GB | failed replies |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         cpu = r.get("client_cpu_s", {})
         lines.append(f"| `{r['strategy']}` | {r['seconds_per_round']:.2f} | "
                      f"{r['first_round_s']:.2f} | {cpu.get('train-seconds', 0):.1f} | "
                      f"{cpu.get('eval-seconds', 0):.1f} | "
                      + " + ".join(f"{v:.2f} {k}" for k, v in r["server_phases_s"].items())
-                     + f" | {r.get('messaging_s', float('nan')):.2f} | {r['peak_rss_gb']:.1f} |")
+                     + f" | {r.get('messaging_s', float('nan')):.2f} | {r['peak_rss_gb']:.1f} | "
+                     f"{r.get('failed_clients', 0)} |")
     return [f"### {title}", "", *lines, ""]
 
 

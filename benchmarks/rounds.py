@@ -46,7 +46,12 @@ def run_one(federation: str, strategy: str, rounds: int, extra: str, results: Pa
             server[phase] = server.get(phase, 0.0) + seconds / len(later_rounds)
         for phase, seconds in r["client_seconds"].items():
             client[phase] = client.get(phase, 0.0) + seconds / len(later_rounds)
+    failed = sum(r["failed"] for r in summary["rounds"])
+    if failed:
+        print(f"WARNING: {strategy}: {failed} client replies failed over {rounds} rounds; its "
+              "seconds per round do not describe full rounds", flush=True)
     return {"strategy": strategy, "federation": federation, "rounds": rounds,
+            "failed_clients": failed,
             "first_round_s": trained[0]["seconds"], "seconds_per_round": sum(later) / len(later),
             "server_phases_s": server, "client_cpu_s": client,
             "peak_rss_gb": memory.peak / 2**30, "wall_s": wall,
@@ -68,6 +73,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--run-config", default="", help="extra overrides for every run")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows already in --json for strategies not run now")
     args = parser.parse_args()
     results = Path(tempfile.mkdtemp(prefix="gfmfr-bench-"))
     rows = []
@@ -87,6 +94,9 @@ def main() -> None:
               f"{row['peak_rss_gb']:8.2f} {row['wall_s']:7.1f}  client {train:.1f} + "
               f"{evaluate:.1f}, server {phases}, rest {row['messaging_s']:.2f}", flush=True)
     if args.json:
+        if args.append and args.json.is_file():
+            ran = {row["strategy"] for row in rows}
+            rows = [r for r in json.loads(args.json.read_text()) if r["strategy"] not in ran] + rows
         args.json.write_text(json.dumps(rows, indent=2))
 
 
