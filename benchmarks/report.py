@@ -175,10 +175,13 @@ def main() -> None:
             "fedncf fedrap-original pfedrec --rounds 4 --json docs/benchmarks/rounds-ml-100k-mm.json`",
             "", *rounds_section("rounds-ml-100k-mm.json", "ml-100k-mm (943 clients, 1,682 items)"),
             "`python -m benchmarks.rounds --federation ml-1m-mm --strategies fedrap gfmfr --rounds 3 "
-            "--json docs/benchmarks/rounds-ml-1m-mm.json`", "",
+            "--json docs/benchmarks/rounds-ml-1m-mm.json`, then `... --strategies fcf pfedrec "
+            "--append`", "",
             *rounds_section("rounds-ml-1m-mm.json", "ml-1m-mm (6,040 clients, 3,706 items)"),
-            "On ml-1m the Ray simulation peaks at the machine's memory (each simulated node's "
-            "context holds FedRAP's private 3,706 x 64 table); see performance.md.", "",
+            "On ml-1m, FedRAP-based strategies exhaust the machine's memory in the Ray "
+            "simulation (each simulated node's context holds FedRAP's private 3,706 x 64 table) "
+            "and Ray kills ClientApp workers: rows with failed replies are not full rounds. "
+            "See performance.md.", "",
             "Client CPU seconds are summed over all clients of a round; messaging is what remains "
             "of the round after server work and client compute divided by the ClientApps running "
             "in parallel. Where the time goes and what was done about it: "
