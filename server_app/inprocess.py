@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,10 @@ class InProcessGrid(Grid):
         return [self._replies.pop(i) for i in list(message_ids) if i in self._replies]
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None
-                         ) -> Iterable[Message]:
-        return self.pull_messages(self.push_messages(messages))
+                         ) -> Iterator[Message]:
+        """Deliver one message at a time and hand its reply on (as ``WindowedGrid`` streams)."""
+        for message in messages:
+            yield from self.pull_messages(self.push_messages([message]))
 
     def _deliver(self, message: Message) -> Message:
         node = message.metadata.dst_node_id

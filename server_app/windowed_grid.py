@@ -3,14 +3,15 @@
 Flower 1.42's simulation engine scans every stored message for every node on each 0.1 s poll, so a
 round that pushes one message per user at once costs (nodes x messages) work per poll while holding
 the GIL. Bounding the messages in flight keeps that scan small without idling the workers. In a
-deployment it also bounds the server's memory for large federations.
+deployment it also bounds the server's memory for large federations; replies are handed on as
+they arrive, so a strategy can aggregate them one by one (``FedRecStrategy`` does).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
@@ -46,22 +47,24 @@ class WindowedGrid(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None
                          ) -> Iterable[Message]:
-        queue = deque(messages)
+        """Replies as they arrive (a generator): the caller can aggregate and drop each one, so
+        a round never holds every reply at once. Messages are pushed when iteration starts."""
         if self.window <= 0:
-            return self._grid.send_and_receive(list(queue), timeout=timeout)
+            return self._grid.send_and_receive(list(messages), timeout=timeout)
+        return self._stream(deque(messages), timeout)
+
+    def _stream(self, queue: deque[Message], timeout: float | None) -> Iterator[Message]:
         end = None if timeout is None else time.monotonic() + timeout
         in_flight: set[str] = set()
-        replies: list[Message] = []
         while queue or in_flight:
             if end is not None and time.monotonic() > end:
-                break
+                return
             room = self.window - len(in_flight)
             if queue and room > 0:
                 batch = [queue.popleft() for _ in range(min(room, len(queue)))]
                 in_flight.update(self._grid.push_messages(batch))
             arrived = list(self._grid.pull_messages(in_flight)) if in_flight else []
-            replies.extend(arrived)
             in_flight.difference_update(m.metadata.reply_to_message_id for m in arrived)
             if not arrived:
                 time.sleep(self.poll)
-        return replies
+            yield from arrived

@@ -52,16 +52,28 @@ def densify(arrays: dict[str, np.ndarray], base: dict[str, np.ndarray]
     return out, None
 
 
-def weighted_mean(uploads: list[dict[str, np.ndarray]], weights: list[float]
-                  ) -> dict[str, np.ndarray]:
-    """Per-parameter mean of ``uploads`` weighted by ``weights`` (float32 out, float64 inside)."""
-    if not uploads:
-        raise ValueError("no uploads to aggregate")
-    total = float(np.sum(weights))
-    out = {}
-    for name in uploads[0]:
-        acc = np.zeros(uploads[0][name].shape, dtype=np.float64)
-        for upload, weight in zip(uploads, weights, strict=True):
-            acc += upload[name] * (weight / total)
-        out[name] = acc.astype(np.float32)
-    return out
+class WeightedMean:
+    """Per-parameter mean of uploads weighted by their examples, one upload at a time.
+
+    Only the running sums are kept (float64), so aggregating a round costs the memory of one
+    model, not of every reply: what lets 6,040 ml-1m clients aggregate in a few hundred MB.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[str, np.ndarray] = {}
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, upload: dict[str, np.ndarray], weight: float) -> None:
+        if not self._sums:
+            self._sums = {k: np.zeros(v.shape, dtype=np.float64) for k, v in upload.items()}
+        for name, acc in self._sums.items():
+            acc += np.asarray(upload[name], dtype=np.float64) * weight
+        self.total += float(weight)
+        self.count += 1
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The weighted mean (float32)."""
+        if not self.count:
+            raise ValueError("no uploads to aggregate")
+        return {k: (acc / self.total).astype(np.float32) for k, acc in self._sums.items()}

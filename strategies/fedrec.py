@@ -27,7 +27,7 @@ from flwr.serverapp.strategy import Strategy
 
 from datasets.interactions import Dataset
 from strategies import protocol as p
-from strategies.aggregation import weighted_mean
+from strategies.aggregation import WeightedMean
 from strategies.backbones.base import Backbone
 from strategies.checkpoint import load_checkpoint, save_checkpoint, strip_prefix, with_prefix
 from strategies.config import RunConfig
@@ -79,9 +79,15 @@ class FedRecStrategy(Strategy):
         """Extra per-user record sent with a training message (GFMFR's group teacher)."""
         return None
 
+    def kept_parameters(self) -> tuple[str, ...]:
+        """Shared parameters of each accepted upload that ``after_aggregate`` needs. Replies are
+        otherwise aggregated as they arrive and dropped, so keep as little as possible."""
+        return ()
+
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
-                        weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
-        """Server work after aggregation, given every accepted upload keyed by user."""
+                        aggregated: dict[str, np.ndarray]) -> None:
+        """Server work after aggregation; ``uploads``: the kept parameters of every accepted
+        upload, keyed by user."""
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -150,8 +156,9 @@ class FedRecStrategy(Strategy):
         if self.history.stopped_after is not None and server_round > self.history.stopped_after + 1:
             return None, None  # early-stopped: the remaining rounds are empty
         record = self.history.at(server_round)
-        uploads, weights, evaluations, losses = {}, {}, {}, []
-        for reply in replies:
+        mean, kept, evaluations, losses = WeightedMean(), {}, {}, {}
+        keep = self.kept_parameters()
+        for reply in replies:  # one at a time: a round never holds every upload
             if reply.has_error():
                 record.failed += 1
                 if record.failed <= LOGGED_PER_ROUND:
@@ -172,28 +179,31 @@ class FedRecStrategy(Strategy):
                         server_round, got.user, reply.metadata.src_node_id, got.problem)
             if got.upload is None:
                 continue
-            uploads[got.user], weights[got.user] = got.upload, got.weight
-            losses.append([got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS,
-                                                            p.KD_WEIGHT)])
+            tic = time.perf_counter()
+            mean.add(got.upload, got.weight)
+            record.server_seconds["aggregate"] = (record.server_seconds.get("aggregate", 0.0)
+                                                  + time.perf_counter() - tic)
+            if keep:
+                kept[got.user] = {k: got.upload[k] for k in keep}
+            losses[got.user] = [got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS,
+                                                                  p.KD_WEIGHT)]
         if max(record.failed, record.rejected) > LOGGED_PER_ROUND:
             log(WARNING, "round %d: %d clients failed and %d updates were rejected in all (the "
                 "first %d of each are shown above)", server_round, record.failed,
                 record.rejected, LOGGED_PER_ROUND)
         self.history.record_evaluation(server_round - 1, evaluations)
-        if len(uploads) < self.cfg.min_replies:
+        if mean.count < self.cfg.min_replies:
             log(WARNING, "round %d: %d accepted updates, fewer than min-replies %d: the model "
-                "is left unchanged", server_round, len(uploads), self.cfg.min_replies)
+                "is left unchanged", server_round, mean.count, self.cfg.min_replies)
             record.seconds = time.perf_counter() - self._round_start
             self._log_round(server_round)
             self.save_checkpoint(server_round, self.broadcast)
             return None, None
-        tic = time.perf_counter()
-        order = sorted(uploads)
-        aggregated = weighted_mean([uploads[u] for u in order], [weights[u] for u in order])
-        record.server_seconds["aggregate"] = time.perf_counter() - tic
-        self.after_aggregate(server_round, uploads, weights, aggregated)
-        record.trained = len(uploads)
-        record.train_loss, record.kd_loss, record.kd_weight = (float(v) for v in np.mean(losses, 0))
+        aggregated = mean.result()
+        self.after_aggregate(server_round, kept, aggregated)
+        record.trained = mean.count
+        record.train_loss, record.kd_loss, record.kd_weight = (
+            float(v) for v in np.mean([losses[u] for u in sorted(losses)], 0))
         record.seconds = time.perf_counter() - self._round_start
         self._log_round(server_round)
         self.save_checkpoint(server_round, aggregated)

@@ -1,7 +1,8 @@
 """GFMFR as a Flower strategy: FedRecStrategy plus grouping, fusion and per-group teachers.
 
 Subclassing (not wrapping) FedRecStrategy: GFMFR changes what each node receives (its own group's
-payload) and needs every accepted upload, which the base strategy's hooks provide; the FedAvg
+payload) and keeps the parts of every accepted upload that grouping and fusion read (the base
+strategy's hooks provide them; everything else is aggregated as it arrives); the FedAvg
 aggregation of the backbone's shared parts is inherited unchanged.
 
 Client duties beyond the backbone's: when a training message carries a ``group`` record, add
@@ -101,8 +102,14 @@ class GFMFRStrategy(FedRecStrategy):
         return {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
                               for n, a in v.items()}) for k, v in payloads.items()}
 
+    def kept_parameters(self) -> tuple[str, ...]:
+        """Grouping reads the heads (or the item table's change), fusion each group's mean item
+        table, the teacher the group's mean head: the MLP and the rest are not kept."""
+        b = self.backbone
+        return tuple(dict.fromkeys((b.ITEM_TABLE, *(b.HEAD or ()), *(b.GROUPING or ()))))
+
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
-                        weights: dict[int, float], aggregated: dict[str, np.ndarray]) -> None:
+                        aggregated: dict[str, np.ndarray]) -> None:
         self.groups = advance(self.groups, uploads, self.broadcast, self.backbone, self.options)
         self._records = self._to_records(self.groups.payloads)
         record = self.history.at(server_round)

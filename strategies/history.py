@@ -55,7 +55,8 @@ class RunHistory:
         record = self.at(server_round)
         record.evaluated_users = len(per_user)
         for split in (VAL, TEST):
-            averaged = {m: float(np.mean([u[metric_key(split, m)] for u in per_user.values()]))
+            averaged = {m: float(np.mean([per_user[u][metric_key(split, m)]
+                                          for u in sorted(per_user)]))  # arrival order free
                         for m in RANKING_METRICS}
             setattr(record, split, averaged)
         best = self.best()

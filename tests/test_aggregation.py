@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies.aggregation import densify, screen_upload, weighted_mean
+from strategies.aggregation import WeightedMean, densify, screen_upload
 
 
 def test_weighted_mean_matches_numpy_average():
@@ -13,7 +13,16 @@ def test_weighted_mean_matches_numpy_average():
     uploads = [{"E": rng.normal(size=(3, 2)).astype(np.float32)} for _ in range(4)]
     weights = [1.0, 5.0, 2.0, 7.0]
     expected = np.average(np.stack([u["E"] for u in uploads]), axis=0, weights=weights)
-    assert np.allclose(weighted_mean(uploads, weights)["E"], expected, atol=1e-6)
+    mean = WeightedMean()
+    for upload, weight in zip(uploads, weights, strict=True):
+        mean.add(upload, weight)
+    assert mean.count == 4
+    assert np.allclose(mean.result()["E"], expected, atol=1e-6)
+
+
+def test_weighted_mean_of_nothing_is_an_error():
+    with pytest.raises(ValueError, match="no uploads"):
+        WeightedMean().result()
 
 
 SHAPES = {"E": (3, 2), "b": (1,)}

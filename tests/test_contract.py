@@ -143,3 +143,34 @@ def test_upload_rows_and_ldp_cannot_be_combined(cache_dir, tmp_path):
     with pytest.raises(ValueError, match="upload-rows cannot be combined with ldp-noise"):
         run_inprocess(config(cache_dir, tmp_path, **{"ldp-noise": 0.1, "upload-rows": True}),
                       USERS)
+
+
+def test_streamed_replies_give_the_same_run(cache_dir, tmp_path):
+    """A bounded window hands replies on one by one; aggregation must not depend on it."""
+    runs = [run_inprocess(config(cache_dir, tmp_path / str(window), strategy="gfmfr",
+                                 backbone="fedrap", **{"max-in-flight": window}), USERS)[1]
+            for window in (0, 5)]
+    for rnd in (0, 1, 2):
+        assert runs[0].history.rounds[rnd].val == runs[1].history.rounds[rnd].val
+    assert runs[0].history.rounds[2].train_loss == runs[1].history.rounds[2].train_loss
+    assert runs[0].groups.assignment == runs[1].groups.assignment
+
+
+def test_windowed_grid_streams_replies_lazily(cache_dir, tmp_path):
+    from flwr.app import Message, RecordDict
+
+    from client_app.app import app as client_app
+    from server_app.inprocess import InProcessGrid
+    from server_app.nodes import INFO_MESSAGE
+    from server_app.windowed_grid import WindowedGrid
+
+    inner = InProcessGrid(client_app, USERS, config(cache_dir, tmp_path, strategy="fedncf"))
+    grid = WindowedGrid(inner, window=4)
+    replies = grid.send_and_receive([Message(RecordDict(), dst_node_id=node,
+                                             message_type=INFO_MESSAGE)
+                                     for node in inner.get_node_ids()])
+    assert not inner.sent  # nothing is pushed before the caller asks for the first reply
+    first = next(iter(replies))
+    assert len(inner.sent) == 4  # one window, not the whole round
+    assert not first.has_error()
+    assert len([first, *replies]) == USERS

@@ -145,7 +145,7 @@ def test_each_client_receives_only_its_own_groups_payload(flower_task):
     cfg = RunConfig(num_groups=2, grouping="kmeans", grouping_pca=False, fusion_epochs=3,
                     num_server_rounds=3)
     strategy = GFMFRStrategy(cfg, template, nodes, trainer_for(10, 2))
-    strategy.after_aggregate(1, uploads, {u: 1.0 for u in uploads}, base)
+    strategy.after_aggregate(1, uploads, base)
     messages = list(strategy.configure_train(2, to_record(base), None, None))
     assert len(messages) == 12
     for message in messages:
