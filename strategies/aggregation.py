@@ -67,8 +67,9 @@ class WeightedMean:
     def add(self, upload: dict[str, np.ndarray], weight: float) -> None:
         if not self._sums:
             self._sums = {k: np.zeros(v.shape, dtype=np.float64) for k, v in upload.items()}
+        scale = np.float32(weight)
         for name, acc in self._sums.items():
-            acc += np.asarray(upload[name], dtype=np.float64) * weight
+            acc += upload[name] * scale  # float32 product, float64 sum: one temporary, no copies
         self.total += float(weight)
         self.count += 1
 
