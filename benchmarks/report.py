@@ -188,7 +188,9 @@ def main() -> None:
             "## Scale", "", "`python -m benchmarks.scale --json docs/benchmarks/scale.json`: "
             "FedNCF on synthetic data, the real ServerApp, strategy and ClientApp in one process "
             "(no Ray), 3 rounds; the last two points register 10,000 and 100,000 clients and "
-            "train 1,000 of them a round.", "", *scale_section(), "",
+            "train 1,000 of them a round. Measured before replies were aggregated as they arrive "
+            "(before commit f5c87c1), when the server held a round's uploads.", "",
+            *scale_section(), "",
             "## Communication", "", "`python -m benchmarks.communication --json "
             "docs/benchmarks/communication.json` (serialised message sizes, last round)", "",
             *communication_section(), "",
