@@ -183,8 +183,8 @@ def main() -> None:
             "Client CPU seconds are summed over all clients of a round; messaging is what remains "
             "of the round after the server's grouping and fusion and client compute divided by "
             "the ClientApps running in parallel. Aggregation runs as replies arrive, overlapped "
-            "with client work, so its time is inside that rest. Where the time goes and what was done about it: "
-            "[performance.md](performance.md).", "",
+            "with client work, so its time is inside that rest. Where the time goes and what was "
+            "done about it: [performance.md](performance.md).", "",
             "## Scale", "", "`python -m benchmarks.scale --json docs/benchmarks/scale.json`: "
             "FedNCF on synthetic data, the real ServerApp, strategy and ClientApp in one process "
             "(no Ray), 3 rounds; the last two points register 10,000 and 100,000 clients and "

@@ -103,8 +103,8 @@ class GFMFRStrategy(FedRecStrategy):
                               for n, a in v.items()}) for k, v in payloads.items()}
 
     def kept_parameters(self) -> tuple[str, ...]:
-        """Grouping reads the heads (or the item table's change), fusion each group's mean item
-        table, the teacher the group's mean head: the MLP and the rest are not kept."""
+        """Grouping reads the prediction-function parameters (or the item table's change), fusion
+        each group's mean item table, the teacher the group's mean head; nothing else is kept."""
         b = self.backbone
         return tuple(dict.fromkeys((b.ITEM_TABLE, *(b.HEAD or ()), *(b.GROUPING or ()))))
 
