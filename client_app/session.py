@@ -6,6 +6,8 @@ process); the dataset split is memoised per process, so simulated workers parse 
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass, field
 from logging import WARNING
 from pathlib import Path
@@ -20,7 +22,7 @@ from client_app.training import KDWeight
 from datasets.registry import load_split
 from datasets.split import ClientView, LeaveOneOut
 from strategies import protocol as p
-from strategies.backbones.base import Backbone
+from strategies.backbones.base import Backbone, Hyper
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
 from strategies.distillation import Teacher
@@ -37,6 +39,12 @@ def data_path(context: Context, cfg: RunConfig) -> Path:
     """
     folder = context.node_config.get("data-dir")
     return Path(str(folder)).expanduser().resolve() if folder else cfg.data_path()
+
+
+@functools.lru_cache(maxsize=4)
+def _initial_model(name: str, n_items: int, hyper_: Hyper, seed: int) -> Backbone:
+    """Drawn once per process, copied per message: a copy costs a fifth of drawing the tables."""
+    return build_backbone(name, n_items, hyper_, seed)
 
 
 @dataclass
@@ -79,8 +87,8 @@ class Session:
         first updates of a private head point in random directions that cancel out in FedAvg:
         FCF, PFedRec and FedRAP-original then never learn (measured: docs/method-notes.md).
         """
-        return build_backbone(backbone_name(self.cfg), self.split.n_items, hyper(self.cfg),
-                              self.cfg.seed)
+        return copy.deepcopy(_initial_model(backbone_name(self.cfg), self.split.n_items,
+                                            hyper(self.cfg), self.cfg.seed))
 
     def model(self, content: RecordDict) -> Backbone:
         """This user's model: private parts from state (or the initial model), shared received."""

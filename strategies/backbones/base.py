@@ -30,7 +30,7 @@ class Hyper:
 
 
 class Backbone(nn.Module):
-    """Base class: subclasses define parameters, ``logits`` and optionally ``regulariser``."""
+    """Base class: subclasses define parameters, ``score`` and, for extra loss terms, ``loss``."""
 
     SHARED: ClassVar[tuple[str, ...]]
     PRIVATE: ClassVar[tuple[str, ...]]
@@ -55,18 +55,14 @@ class Backbone(nn.Module):
 
     def logits(self, items: torch.Tensor) -> torch.Tensor:
         """(batch,) pre-sigmoid scores of this user for ``items``."""
-        return self.score(items, getattr(self, self.ITEM_TABLE)[items])
-
-    def regulariser(self, items: torch.Tensor, server_round: int) -> torch.Tensor:
-        """Extra loss terms on the batch (FedRAP's); zero by default."""
-        return torch.zeros((), dtype=torch.float32)
+        # embedding, not indexing: its backward is a cheaper scatter-add on the CPU
+        return self.score(items, F.embedding(items, getattr(self, self.ITEM_TABLE)))
 
     def loss(self, items: torch.Tensor, labels: torch.Tensor, server_round: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Base loss (BCE + regulariser) and the batch logits."""
+        """Base loss (BCE; subclasses add their own terms) and the batch logits."""
         logits = self.logits(items)
-        return F.binary_cross_entropy_with_logits(logits, labels) + self.regulariser(
-            items, server_round), logits
+        return F.binary_cross_entropy_with_logits(logits, labels), logits
 
     @torch.no_grad()
     def all_scores(self) -> np.ndarray:

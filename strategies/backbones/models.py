@@ -41,11 +41,38 @@ class NCF(Backbone):
         return F.linear(hidden, self.w.unsqueeze(0), self.b).squeeze(1)
 
 
-class FedRAP(NCF):
+class PersonalTable:
+    """FedRAP's additive item vectors ``D_u[i] + C[i]`` (``D_u`` private) and its regulariser
+    ``- a_t MSE(D_u[i], C[i]) + b_t mean|C[i]|``, ramped ``a_t = b_t = tanh(t/10) * 0.1``.
+
+    Mixed into a backbone that defines ``head`` (item vector -> logit).
+    """
+
+    C: torch.nn.Parameter
+    D_u: torch.nn.Parameter
+    hyper: Hyper
+
+    def head(self, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.head(F.embedding(items, self.D_u) + rows)
+
+    def loss(self, items: torch.Tensor, labels: torch.Tensor, server_round: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Both tables gathered once for logits and regulariser: gathers and their scatter-add
+        # backward were a quarter of a FedRAP step.
+        c, d = F.embedding(items, self.C), F.embedding(items, self.D_u)
+        logits = self.head(d + c)
+        ramp = fedrap_ramp(server_round, self.hyper.reg_bug)
+        return (F.binary_cross_entropy_with_logits(logits, labels)
+                + ramp * (c.abs().mean() - F.mse_loss(d, c))), logits
+
+
+class FedRAP(PersonalTable, NCF):
     """FedRAP variant (GFMFR's reference backbone): NCF on ``D_u[i] + C[i]``.
 
-    ``e_u`` and ``D_u`` private; ``C``, ``W1``, ``b1``, ``w``, ``b`` shared. Loss adds FedRAP's
-    ``- a_t MSE(D_u[i], C[i]) + b_t mean|C[i]|`` with ramped ``a_t = b_t = tanh(t/10) * 0.1``.
+    ``e_u`` and ``D_u`` private; ``C``, ``W1``, ``b1``, ``w``, ``b`` shared.
     """
 
     SHARED = ("C", "W1", "b1", "w", "b")
@@ -57,16 +84,11 @@ class FedRAP(NCF):
         super().__init__(n_items, hyper, generator)
         self.D_u = torch.nn.Parameter(torch.zeros(n_items, hyper.dim))
 
-    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.D_u[items] + rows)
-
-    def regulariser(self, items: torch.Tensor, server_round: int) -> torch.Tensor:
-        ramp = fedrap_ramp(server_round, self.hyper.reg_bug)
-        c = self.C[items]
-        return ramp * (c.abs().mean() - F.mse_loss(self.D_u[items], c))
+    def head(self, v: torch.Tensor) -> torch.Tensor:
+        return self.mlp(v)
 
 
-class FedRAPOriginal(Backbone):
+class FedRAPOriginal(PersonalTable, Backbone):
     """FedRAP as published: ``y = s(w . (D_u[i] + C[i]) + b)``; only ``C`` is shared."""
 
     SHARED = ("C",)
@@ -82,10 +104,8 @@ class FedRAPOriginal(Backbone):
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
 
-    def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return (self.D_u[items] + rows) @ self.w + self.b
-
-    regulariser = FedRAP.regulariser
+    def head(self, v: torch.Tensor) -> torch.Tensor:
+        return v @ self.w + self.b
 
 
 class PFedRec(Backbone):
