@@ -39,12 +39,14 @@ def rounds_section(name: str, title: str) -> list[str]:
     rows = load(name)
     if rows is None:
         return [f"_Not measured yet: `python -m benchmarks.rounds ... --json docs/benchmarks/{name}`._"]
-    lines = ["| strategy | s/round | round 1 | client train CPU s | client eval CPU s | "
+    lines = ["| strategy | ClientApps | s/round | round 1 | client train CPU s | client eval CPU s | "
              "server s | messaging s | peak memory GB | failed replies |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         cpu = r.get("client_cpu_s", {})
-        lines.append(f"| `{r['strategy']}` | {r['seconds_per_round']:.2f} | "
+        # rows written before client_apps was recorded ran 2 (flower.toml's ray-cpus then)
+        lines.append(f"| `{r['strategy']}` | {r.get('client_apps', 2)} | "
+                     f"{r['seconds_per_round']:.2f} | "
                      f"{r['first_round_s']:.2f} | {cpu.get('train-seconds', 0):.1f} | "
                      f"{cpu.get('eval-seconds', 0):.1f} | "
                      + " + ".join(f"{v:.2f} {k}" for k, v in r["server_phases_s"].items())
@@ -182,7 +184,9 @@ def main() -> None:
             "thousands of FedRAP and GFMFR ClientApp calls; see performance.md.", "",
             "Client CPU seconds are summed over all clients of a round; messaging is what remains "
             "of the round after the server's grouping and fusion and client compute divided by "
-            "the ClientApps running in parallel. Aggregation runs as replies arrive, overlapped "
+            "the ClientApps running in parallel (with more ClientApps than cores, a handler's "
+            "seconds include waiting for a core, so messaging is a lower bound). Aggregation runs "
+            "as replies arrive, overlapped "
             "with client work, so its time is inside that rest. Where the time goes and what was "
             "done about it: [performance.md](performance.md).", "",
             "## Scale", "", "`python -m benchmarks.scale --json docs/benchmarks/scale.json`: "

@@ -84,6 +84,7 @@ def main() -> None:
           "rest = messaging")
     for strategy in args.strategies:
         row = run_one(args.federation, strategy, args.rounds, args.run_config, results)
+        row["client_apps"] = workers
         rows.append(row)
         train, evaluate = (row["client_cpu_s"].get(k, 0.0) for k in ("train-seconds",
                                                                        "eval-seconds"))
