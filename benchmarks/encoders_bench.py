@@ -62,12 +62,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: per device")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--baseline", action="store_true", help="also time the plain loop")
+    parser.add_argument("--encoders", nargs="+", choices=("text", "image"),
+                        default=["text", "image"], help="which default encoders to time")
     parser.add_argument("--repeat", type=int, default=1,
                         help="cold runs per encoder (fresh cache each); the fastest is reported")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    import sentence_transformers  # noqa: F401  (import time is not encoding time)
+    if "text" in args.encoders:
+        import sentence_transformers  # noqa: F401  (import time is not encoding time)
 
     from datasets.registry import load_dataset
 
@@ -86,6 +89,8 @@ def main() -> None:
             ("image efficientnet-lite0", len(posters),
              lambda cache: image_features(paths, "efficientnet-lite0", cache, options)),
         ):
+            if label.split()[0] not in args.encoders:
+                continue
             caches = [Path(scratch) / f"{label.split()[-1]}-{i}" for i in range(args.repeat)]
             cold = min(_timed(run, cache) for cache in caches)
             warm = _timed(run, caches[-1])

@@ -115,17 +115,15 @@ def free_cores() -> int:
 
 
 @contextmanager
-def torch_threads(device: str, threads: int | Callable[[], int]) -> Iterator[None]:
+def torch_threads(threads: int | Callable[[], int]) -> Iterator[None]:
     """Run CPU torch ops on ``threads`` intra-op threads, then restore torch's setting.
 
     Oversubscribing hurts badly: on a 2-core machine with one core busy elsewhere, EfficientNet
-    ran 4.5x slower on 2 threads than on 1 (threads wait on each other at every operator).
+    ran 4.5x slower on 2 threads than on 1 (threads wait on each other at every operator). It
+    matters on GPU too, where decode workers still stack batches on the CPU.
     """
     import torch
 
-    if device != "cpu":
-        yield
-        return
     before = torch.get_num_threads()
     count = threads() if callable(threads) else threads
     logger.debug("CPU encoding with %d torch thread(s) on %d cores", count, n_cpus())

@@ -146,7 +146,7 @@ class OpenClipText(_OpenClipTower):
     def encode(self, texts: list[str]) -> np.ndarray:
         model, _, tokenizer = _load(self.source, self.options)
         size, rows = self.options.batch(32, 256), []
-        with torch.inference_mode(), torch_threads(self.options.device, free_cores):
+        with torch.inference_mode(), torch_threads(free_cores):
             for start in tqdm(range(0, len(texts), size), unit="batch", desc="open-clip text",
                               disable=None):
                 tokens = tokenizer(texts[start:start + size]).to(self.options.device)

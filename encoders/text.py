@@ -54,7 +54,7 @@ class SentenceTransformerText:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
-        with torch_threads(self.options.device, free_cores):
+        with torch_threads(free_cores):
             vectors = model.encode(texts, batch_size=self.options.batch(32, 128),
                                    convert_to_numpy=True, show_progress_bar=sys.stderr.isatty())
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
