@@ -34,11 +34,15 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
 
 
+def summary_file(out: Path, label: str, seed: int) -> Path:
+    return out / "runs" / f"{slug(label)}-seed{seed}" / "summary.json"
+
+
 def run(federation: str, label: str, seed: int, common: str, out: Path, engine: str) -> dict:
     """Run one (label, seed) unless its summary exists; return the summary."""
     strategy, _, extra = label.partition(":")
     name = f"{slug(label)}-seed{seed}"
-    summary_path = out / "runs" / name / "summary.json"
+    summary_path = summary_file(out, label, seed)
     if not summary_path.is_file():
         overrides = (f"strategy='{strategy}' seed={seed} run-name='{name}' "
                      f"results-dir='{out / 'runs'}' {common} {extra}")
@@ -77,13 +81,16 @@ def write_outputs(rows: list[dict], results: dict[str, list[dict]], out: Path, t
         writer.writeheader()
         writer.writerows(rows)
     lines = [f"# {title}", "", f"Command: `{command}`", "",
-             "Test metrics at each run's best-validation round (HR@50), mean ± std over seeds.",
+             "Test metrics at each run's best-validation round (HR@50), mean ± std over seeds "
+             "(a single seed shows its value alone).",
              "s/round: wall time per round of that engine (not a speed benchmark).", "",
-             "| run | " + " | ".join(METRICS) + " | best round | s/round |",
-             "| --- |" + " ---: |" * (len(METRICS) + 2)]
+             "| run | seeds | " + " | ".join(METRICS) + " | best round | s/round |",
+             "| --- |" + " ---: |" * (len(METRICS) + 3)]
     for row in rows:
-        cells = [f"{row[m]:.4f} ± {row[m + ' std']:.4f}" for m in METRICS]
-        lines.append(f"| `{row['run']}` | " + " | ".join(cells)
+        one = row["seeds"] == 1  # no spread to show
+        cells = [f"{row[m]:.4f}" if one else f"{row[m]:.4f} ± {row[m + ' std']:.4f}"
+                 for m in METRICS]
+        lines.append(f"| `{row['run']}` | {row['seeds']} | " + " | ".join(cells)
                      + f" | {row['best round']:.1f} | {row['s/round']:.1f} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     plot_curves(results, out / "val_hr50.png", title)
@@ -122,8 +129,17 @@ def main() -> None:
     parser.add_argument("--title", default="")
     parser.add_argument("--engine", choices=("simulation", "inprocess"), default="simulation")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (inprocess engine)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="run nothing: tabulate the (run, seed) pairs whose summary exists")
     args = parser.parse_args()
     jobs = [(label, seed) for label in args.runs for seed in args.seeds]
+    if args.finished_only:
+        missing = [job for job in jobs if not summary_file(args.out, *job).is_file()]
+        for label, seed in missing:
+            print(f"{label} seed {seed}: not run yet, left out of the table")
+        jobs = [job for job in jobs if job not in missing]
+        if not jobs:
+            raise SystemExit(f"no finished runs under {args.out / 'runs'}")
     workers = args.jobs if args.engine == "inprocess" else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {job: pool.submit(run, args.federation, *job, args.run_config, args.out,
