@@ -186,9 +186,9 @@ def main() -> None:
             "of the round after the server's grouping and fusion and client compute divided by "
             "the ClientApps running in parallel (with more ClientApps than cores, a handler's "
             "seconds include waiting for a core, so messaging is a lower bound). Aggregation runs "
-            "as replies arrive, overlapped "
-            "with client work, so its time is inside that rest. Where the time goes and what was "
-            "done about it: [performance.md](performance.md).", "",
+            "as replies arrive, overlapped with client work, so its time is inside that rest. "
+            "Where the time goes and what was done about it: [performance.md](performance.md).",
+            "",
             "## Scale", "", "`python -m benchmarks.scale --json docs/benchmarks/scale.json`: "
             "FedNCF on synthetic data, the real ServerApp, strategy and ClientApp in one process "
             "(no Ray), 3 rounds; the last two points register 10,000 and 100,000 clients and "
