@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from client_app.ranking import rank_of, ranking_metrics
 from datasets.split import ClientView
 from strategies.backbones.base import Backbone
-from strategies.distillation import Teacher, kd_loss
+from strategies.distillation import Teacher, kd_dlogits, kd_loss
 from strategies.protocol import TEST, VAL, metric_key
 
 
@@ -64,7 +65,8 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
             generator: torch.Generator, epochs: int, batch_size: int, server_round: int,
             num_rounds: int, teacher: Teacher | None, kd_weight: KDWeight | None
             ) -> tuple[float, float, float, int]:
-    optimizer = model.optimizer()
+    hand = model.uses_hand_gradients()
+    optimizer = None if hand else model.optimizer()
     n = int(items_t.shape[0])
     weight = 0.0
     for _ in range(epochs):
@@ -72,16 +74,30 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
         total, total_kd, batches = 0.0, 0.0, 0
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
-            base, logits = model.loss(items_t[batch], labels_t[batch], server_round)
-            loss = base
+            items, labels = items_t[batch], labels_t[batch]
+            if hand:
+                with torch.no_grad():
+                    logits, extra, saved = model.forward_saved(items, server_round)
+                    base = F.binary_cross_entropy_with_logits(logits, labels) + extra
+            else:
+                base, logits = model.loss(items, labels, server_round)
+            kd = probs = None
             if teacher is not None:
-                kd = kd_loss(logits, teacher.probs(model, items_t[batch]))
+                probs = teacher.probs(model, items)
+                kd = kd_loss(logits, probs)
                 weight = kd_weight.value(base.item(), kd.item(), server_round, num_rounds)
-                loss = base + weight * kd
                 total_kd += kd.item()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if hand:
+                with torch.no_grad():
+                    dlogits = torch.sigmoid(logits) - labels  # BCE's
+                    if kd is not None:
+                        dlogits += weight * kd_dlogits(logits, probs)
+                    model.apply_grads(model.grads(saved, dlogits.div_(len(items)), server_round),
+                                      items)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                (base if kd is None else base + weight * kd).backward()
+                optimizer.step()
             total += base.item()
             batches += 1
     if not all(torch.isfinite(p).all() for p in model.parameters()):

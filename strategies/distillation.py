@@ -50,3 +50,8 @@ def kd_loss(student_logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
     log_y, log_not_y = F.logsigmoid(student_logits), F.logsigmoid(-student_logits)
     kl = p * (torch.log(p) - log_y) + (1 - p) * (torch.log(1 - p) - log_not_y)
     return kl.mean()
+
+
+def kd_dlogits(student_logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Per-item gradient of ``kd_loss``'s KL wrt the student logits: ``sigmoid(z) - p``."""
+    return torch.sigmoid(student_logits) - teacher.clamp(EPS, 1 - EPS)

@@ -1,13 +1,18 @@
-"""Every backbone: forward, loss, the shared/private split, and row-restricted training."""
+"""Every backbone: forward, loss, hand gradients, the shared/private split, row-restricted training."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from strategies.backbones.base import Hyper, fedrap_ramp
+from strategies.backbones.models import FedRAP
 from strategies.backbones.registry import BACKBONES, build_backbone
+from strategies.distillation import kd_dlogits, kd_loss
 
 N_ITEMS, DIM = 12, 4
 
@@ -87,3 +92,54 @@ def test_item_tables_use_lr_times_items():
         groups = model.optimizer().param_groups
     by_lr = {round(g["lr"], 6): len(g["params"]) for g in groups}
     assert by_lr == {0.01: 5, round(0.01 * N_ITEMS, 6): 2}
+
+
+@pytest.mark.parametrize("server_round", [1, 7])  # FedRAP's regulariser off (t = 0) and on
+def test_hand_gradients_equal_autograd_on_loss(model, server_round):
+    """Every hand-derived gradient (BCE, FedRAP's regulariser, distillation) against autograd."""
+    assert model.uses_hand_gradients()
+    with torch.no_grad():  # non-zero personal tables, so the regulariser's gradient is not trivial
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
+    items = torch.tensor([0, 3, 5, 3, 11, 0])  # repeated items: row gradients must add up
+    labels = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+    teacher, weight = torch.tensor([0.9, 0.2, 0.0, 0.6, 1.0, 0.5]), 0.7
+    base, logits = model.loss(items, labels, server_round)
+    (base + weight * kd_loss(logits, teacher)).backward()
+    with torch.no_grad():
+        logits_h, extra, saved = model.forward_saved(items, server_round)
+        base_h = F.binary_cross_entropy_with_logits(logits_h, labels) + extra
+        dlogits = (torch.sigmoid(logits_h) - labels + weight * kd_dlogits(logits_h, teacher))
+        grads = model.grads(saved, dlogits / len(items), server_round)
+    torch.testing.assert_close(logits_h, logits.detach())
+    torch.testing.assert_close(torch.as_tensor(base_h), base.detach())
+    assert set(grads) == {name for name, _ in model.named_parameters()}
+    for name, param in model.named_parameters():
+        grad = grads[name]
+        if name in model.ITEM_TABLES:
+            grad = torch.zeros_like(param).index_add_(0, items, grad)
+        torch.testing.assert_close(grad, param.grad, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_hand_step_is_the_optimizers_sgd_step(model):
+    twin = copy.deepcopy(model)
+    items, labels = torch.tensor([1, 4, 4, 9]), torch.tensor([1.0, 0.0, 1.0, 0.0])
+    optimizer = model.optimizer()
+    model.loss(items, labels, 5)[0].backward()
+    optimizer.step()
+    with torch.no_grad():
+        logits, _, saved = twin.forward_saved(items, 5)
+        dlogits = (torch.sigmoid(logits) - labels) / len(items)
+    twin.apply_grads(twin.grads(saved, dlogits, 5), items)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(getattr(twin, name), param, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_a_subclass_that_changes_the_loss_trains_with_autograd():
+    class Tweaked(FedRAP):
+        def loss(self, items, labels, server_round):
+            base, logits = super().loss(items, labels, server_round)
+            return base + self.e_u.square().sum(), logits
+
+    tweaked = Tweaked(N_ITEMS, Hyper(dim=DIM), torch.Generator().manual_seed(0))
+    assert not tweaked.uses_hand_gradients()

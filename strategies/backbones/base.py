@@ -38,6 +38,9 @@ class Backbone(nn.Module):
     ITEM_TABLES: ClassVar[tuple[str, ...]]  # every (n_items, d) table, shared or private
     HEAD: ClassVar[tuple[str, str] | None] = None  # shared (w, b) output head, if the head is shared
     GROUPING: ClassVar[tuple[str, ...]] = ()  # shared parameters describing the prediction function
+    # Set in a class's own body when it implements ``forward_saved`` and ``grads`` for exactly its
+    # ``loss``; a subclass that changes the loss falls back to autograd until it declares it too.
+    HAND_GRADIENTS: ClassVar[bool] = False
 
     def __init__(self, n_items: int, hyper: Hyper) -> None:
         super().__init__()
@@ -63,6 +66,28 @@ class Backbone(nn.Module):
         """Base loss (BCE; subclasses add their own terms) and the batch logits."""
         logits = self.logits(items)
         return F.binary_cross_entropy_with_logits(logits, labels), logits
+
+    # --- hand-derived gradients (optional; see uses_hand_gradients) ----------------------------
+    def forward_saved(self, items: torch.Tensor, server_round: int
+                      ) -> tuple[torch.Tensor, torch.Tensor | float, tuple]:
+        """Without autograd: the batch logits, the value of ``loss``'s terms beyond the BCE (0.0
+        if none), and what ``grads`` needs."""
+        raise NotImplementedError
+
+    def grads(self, saved: tuple, dlogits: torch.Tensor, server_round: int
+              ) -> dict[str, torch.Tensor]:
+        """Gradient of every parameter for ``dL/dlogits`` (the loss's own extra terms included).
+
+        Item tables get row gradients, ``(batch, d)``, one per gathered item, to be added at the
+        batch's items; every other parameter its full gradient.
+        """
+        raise NotImplementedError
+
+    def uses_hand_gradients(self) -> bool:
+        """Only the class that declares ``HAND_GRADIENTS`` itself: eager autograd costs half of
+        a small model's local step (docs/performance.md); tests check the hand gradients
+        against autograd on ``loss``."""
+        return bool(type(self).__dict__.get("HAND_GRADIENTS", False))
 
     @torch.no_grad()
     def all_scores(self) -> np.ndarray:
@@ -101,6 +126,21 @@ class Backbone(nn.Module):
         ]
         return torch.optim.SGD([g for g in groups if g["params"]], lr=self.hyper.lr,
                                weight_decay=self.hyper.weight_decay, foreach=True)
+
+    @torch.no_grad()
+    def apply_grads(self, grads: dict[str, torch.Tensor], items: torch.Tensor) -> None:
+        """One step of ``optimizer()``'s SGD with hand gradients (``grads``), item-table row
+        gradients added at ``items``. Weight decay still shrinks every row, as the dense step."""
+        hyper = self.hyper
+        for name, grad in grads.items():
+            param = getattr(self, name)
+            table = name in self.ITEM_TABLES
+            lr = hyper.lr * hyper.item_lr_scale if table else hyper.lr
+            param.mul_(1 - lr * hyper.weight_decay)
+            if table:
+                param.index_add_(0, items, grad, alpha=-lr)
+            else:
+                param.add_(grad, alpha=-lr)
 
     def get_arrays(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         return {n: getattr(self, n).detach().numpy().copy() for n in names}

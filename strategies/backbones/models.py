@@ -2,6 +2,10 @@
 
 Scores are ``sigmoid(logits)``; symbols follow the spec: ``e_u`` user embedding, ``C`` common item
 table, ``D_u`` personal item table, ``E`` item table, ``W1, b1`` MLP layer, ``w, b`` output head.
+
+Each model also carries its gradients derived by hand (``forward_saved``/``grads``): local
+training then runs without autograd, twice as fast per step; ``loss`` stays the definition and
+tests/test_backbones.py checks every hand gradient against autograd on it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class NCF(Backbone):
         self.b = init_linear(generator, d, 1)
         self.e_u = init_normal(generator, d)
 
+    HAND_GRADIENTS = True
+
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return self.mlp(rows)
 
@@ -39,6 +45,32 @@ class NCF(Backbone):
         u = self.e_u.expand(v.shape[0], -1)
         hidden = F.relu(F.linear(torch.cat((u, v), dim=1), self.W1, self.b1))
         return F.linear(hidden, self.w.unsqueeze(0), self.b).squeeze(1)
+
+    def forward_saved(self, items: torch.Tensor, server_round: int
+                      ) -> tuple[torch.Tensor, float, tuple]:
+        logits, saved = self.mlp_saved(F.embedding(items, getattr(self, self.ITEM_TABLE)))
+        return logits, 0.0, saved
+
+    def grads(self, saved: tuple, dlogits: torch.Tensor, server_round: int
+              ) -> dict[str, torch.Tensor]:
+        grads, dv = self.mlp_grads(saved, dlogits)
+        return {**grads, self.ITEM_TABLE: dv}
+
+    def mlp_saved(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        x = torch.cat((self.e_u.expand(v.shape[0], -1), v), dim=1)
+        pre = torch.addmm(self.b1, x, self.W1.t())
+        hidden = pre.clamp_min(0)
+        return torch.addmv(self.b, hidden, self.w), (x, pre, hidden)
+
+    def mlp_grads(self, saved: tuple, dlogits: torch.Tensor
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The MLP's parameter gradients and ``dL/dv`` (v: the item vectors fed in)."""
+        x, pre, hidden = saved
+        dpre = torch.outer(dlogits, self.w).mul_(pre > 0)
+        dx = dpre @ self.W1
+        d = self.e_u.shape[0]
+        return {"W1": dpre.t() @ x, "b1": dpre.sum(0), "w": hidden.t() @ dlogits,
+                "b": dlogits.sum(0, keepdim=True), "e_u": dx[:, :d].sum(0)}, dx[:, d:]
 
 
 class PersonalTable:
@@ -55,6 +87,13 @@ class PersonalTable:
     def head(self, v: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def head_saved(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        raise NotImplementedError
+
+    def head_grads(self, saved: tuple, dlogits: torch.Tensor
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        raise NotImplementedError
+
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return self.head(F.embedding(items, self.D_u) + rows)
 
@@ -67,6 +106,26 @@ class PersonalTable:
         ramp = fedrap_ramp(server_round, self.hyper.reg_bug)
         return (F.binary_cross_entropy_with_logits(logits, labels)
                 + ramp * (c.abs().mean() - F.mse_loss(d, c))), logits
+
+    def forward_saved(self, items: torch.Tensor, server_round: int
+                      ) -> tuple[torch.Tensor, torch.Tensor | float, tuple]:
+        c, d = F.embedding(items, self.C), F.embedding(items, self.D_u)
+        logits, head = self.head_saved(d + c)
+        ramp = fedrap_ramp(server_round, self.hyper.reg_bug)
+        diff = d - c
+        extra = ramp * (c.abs().mean() - diff.square().mean()) if ramp else 0.0
+        return logits, extra, (c, diff, head)
+
+    def grads(self, saved: tuple, dlogits: torch.Tensor, server_round: int
+              ) -> dict[str, torch.Tensor]:
+        c, diff, head = saved
+        grads, dv = self.head_grads(head, dlogits)
+        ramp = fedrap_ramp(server_round, self.hyper.reg_bug)
+        if not ramp:
+            return {**grads, "C": dv, "D_u": dv}
+        # d/dc of ramp * (mean|c| - mean((d - c)^2)) and d/dd of its second term
+        dmse = diff.mul(2 * ramp / c.numel())
+        return {**grads, "C": dv + torch.sign(c).mul_(ramp / c.numel()) + dmse, "D_u": dv - dmse}
 
 
 class FedRAP(PersonalTable, NCF):
@@ -84,8 +143,17 @@ class FedRAP(PersonalTable, NCF):
         super().__init__(n_items, hyper, generator)
         self.D_u = torch.nn.Parameter(torch.zeros(n_items, hyper.dim))
 
+    HAND_GRADIENTS = True
+
     def head(self, v: torch.Tensor) -> torch.Tensor:
         return self.mlp(v)
+
+    def head_saved(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        return self.mlp_saved(v)
+
+    def head_grads(self, saved: tuple, dlogits: torch.Tensor
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return self.mlp_grads(saved, dlogits)
 
 
 class FedRAPOriginal(PersonalTable, Backbone):
@@ -104,8 +172,17 @@ class FedRAPOriginal(PersonalTable, Backbone):
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
 
+    HAND_GRADIENTS = True
+
     def head(self, v: torch.Tensor) -> torch.Tensor:
         return v @ self.w + self.b
+
+    def head_saved(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        return self.head(v), (v,)
+
+    def head_grads(self, saved: tuple, dlogits: torch.Tensor
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return linear_head_grads(saved[0], dlogits, self.w)
 
 
 class PFedRec(Backbone):
@@ -123,8 +200,20 @@ class PFedRec(Backbone):
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
 
+    HAND_GRADIENTS = True
+
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return rows @ self.w + self.b
+
+    def forward_saved(self, items: torch.Tensor, server_round: int
+                      ) -> tuple[torch.Tensor, float, tuple]:
+        rows = F.embedding(items, self.E)
+        return self.score(items, rows), 0.0, (rows,)
+
+    def grads(self, saved: tuple, dlogits: torch.Tensor, server_round: int
+              ) -> dict[str, torch.Tensor]:
+        grads, drows = linear_head_grads(saved[0], dlogits, self.w)
+        return {**grads, "E": drows}
 
 
 class MF(Backbone):
@@ -140,5 +229,23 @@ class MF(Backbone):
         self.E = init_normal(generator, n_items, hyper.dim)
         self.e_u = init_normal(generator, hyper.dim)
 
+    HAND_GRADIENTS = True
+
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return rows @ self.e_u
+
+    def forward_saved(self, items: torch.Tensor, server_round: int
+                      ) -> tuple[torch.Tensor, float, tuple]:
+        rows = F.embedding(items, self.E)
+        return rows @ self.e_u, 0.0, (rows,)
+
+    def grads(self, saved: tuple, dlogits: torch.Tensor, server_round: int
+              ) -> dict[str, torch.Tensor]:
+        return {"e_u": saved[0].t() @ dlogits, "E": torch.outer(dlogits, self.e_u)}
+
+
+def linear_head_grads(v: torch.Tensor, dlogits: torch.Tensor, w: torch.Tensor
+                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Gradients of ``v @ w + b`` for ``dL/dlogits``: ``{w, b}`` and ``dL/dv``."""
+    return ({"w": v.t() @ dlogits, "b": dlogits.sum(0, keepdim=True)},
+            torch.outer(dlogits, w))
