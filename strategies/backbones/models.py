@@ -57,20 +57,23 @@ class NCF(Backbone):
         return {**grads, self.ITEM_TABLE: dv}
 
     def mlp_saved(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        x = torch.cat((self.e_u.expand(v.shape[0], -1), v), dim=1)
-        pre = torch.addmm(self.b1, x, self.W1.t())
+        # W1 [e_u ; v] = W1[:, :d] e_u + W1[:, d:] v: the user's half is one vector for the whole
+        # batch, so the first layer's products are half as large as on the concatenation
+        d = self.e_u.shape[0]
+        pre = torch.addmm(torch.addmv(self.b1, self.W1[:, :d], self.e_u), v, self.W1[:, d:].t())
         hidden = pre.clamp_min(0)
-        return torch.addmv(self.b, hidden, self.w), (x, pre, hidden)
+        return torch.addmv(self.b, hidden, self.w), (v, pre, hidden)
 
     def mlp_grads(self, saved: tuple, dlogits: torch.Tensor
                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The MLP's parameter gradients and ``dL/dv`` (v: the item vectors fed in)."""
-        x, pre, hidden = saved
-        dpre = torch.outer(dlogits, self.w).mul_(pre > 0)
-        dx = dpre @ self.W1
+        v, pre, hidden = saved
         d = self.e_u.shape[0]
-        return {"W1": dpre.t() @ x, "b1": dpre.sum(0), "w": hidden.t() @ dlogits,
-                "b": dlogits.sum(0, keepdim=True), "e_u": dx[:, :d].sum(0)}, dx[:, d:]
+        dpre = torch.outer(dlogits, self.w).mul_(pre > 0)
+        db1 = dpre.sum(0)
+        return {"W1": torch.cat((torch.outer(db1, self.e_u), dpre.t() @ v), dim=1), "b1": db1,
+                "w": hidden.t() @ dlogits, "b": dlogits.sum(0, keepdim=True),
+                "e_u": self.W1[:, :d].t() @ db1}, dpre @ self.W1[:, d:]
 
 
 class PersonalTable:
