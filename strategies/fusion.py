@@ -22,7 +22,14 @@ class MLPFusion(nn.Module):
         self.net = nn.Sequential(nn.Linear(3 * d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
 
     def forward(self, g: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat(torch.broadcast_tensors(g, t, v), dim=-1))
+        # The first layer on concat(g, t, v), written as the sum of its three column blocks: the
+        # item terms are computed once for all groups, not once per (group, item) pair.
+        first, second = self.net[0], self.net[2]
+        d = g.shape[-1]
+        w = first.weight
+        hidden = (F.linear(g, w[:, :d], first.bias) + F.linear(t, w[:, d:2 * d])
+                  + F.linear(v, w[:, 2 * d:]))
+        return second(F.relu(hidden))
 
 
 class SumFusion(nn.Module):

@@ -13,7 +13,7 @@ from strategies.backbones.base import Hyper
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
 from strategies.distillation import Teacher, kd_loss, teacher_probs
-from strategies.fusion import FUSIONS, FusionTrainer
+from strategies.fusion import FUSIONS, FusionTrainer, MLPFusion
 from strategies.grouping import align, cluster, rbf_affinity
 from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
 
@@ -58,6 +58,14 @@ def test_fusion_training_reduces_its_loss(operator):
     losses = trainer.fit(np.arange(3), targets, epochs=60)
     assert losses[-1] < 0.8 * losses[0]
     assert trainer.tables(np.arange(3)).shape == (3, 30, 4)
+
+
+def test_mlp_fusion_is_the_mlp_on_the_concatenation():
+    """MLPFusion computes its first layer blockwise; it must equal the spec's MLP(concat)."""
+    fusion = MLPFusion(4)
+    g, t, v = torch.randn(3, 1, 4), torch.randn(1, 7, 4), torch.randn(1, 7, 4)
+    by_spec = fusion.net(torch.cat(torch.broadcast_tensors(g, t, v), dim=-1))
+    torch.testing.assert_close(fusion(g, t, v), by_spec)
 
 
 def test_teacher_probs_by_hand():
