@@ -143,3 +143,12 @@ def test_a_subclass_that_changes_the_loss_trains_with_autograd():
 
     tweaked = Tweaked(N_ITEMS, Hyper(dim=DIM), torch.Generator().manual_seed(0))
     assert not tweaked.uses_hand_gradients()
+
+
+def test_mlp_is_the_layer_on_the_concatenation():
+    """The MLP backbones compute W1 [e_u ; v] blockwise; it must equal the spec's form."""
+    model = build_backbone("ncf", N_ITEMS, Hyper(dim=DIM), seed=0)
+    v = torch.randn(5, DIM)
+    x = torch.cat((model.e_u.expand(5, -1), v), dim=1)
+    by_spec = torch.relu(x @ model.W1.t() + model.b1) @ model.w + model.b
+    torch.testing.assert_close(model.mlp(v), by_spec)

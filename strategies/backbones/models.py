@@ -42,9 +42,7 @@ class NCF(Backbone):
         return self.mlp(rows)
 
     def mlp(self, v: torch.Tensor) -> torch.Tensor:
-        u = self.e_u.expand(v.shape[0], -1)
-        hidden = F.relu(F.linear(torch.cat((u, v), dim=1), self.W1, self.b1))
-        return F.linear(hidden, self.w.unsqueeze(0), self.b).squeeze(1)
+        return self.mlp_saved(v)[0]
 
     def forward_saved(self, items: torch.Tensor, server_round: int
                       ) -> tuple[torch.Tensor, float, tuple]:
@@ -61,7 +59,7 @@ class NCF(Backbone):
         # batch, so the first layer's products are half as large as on the concatenation
         d = self.e_u.shape[0]
         pre = torch.addmm(torch.addmv(self.b1, self.W1[:, :d], self.e_u), v, self.W1[:, d:].t())
-        hidden = pre.clamp_min(0)
+        hidden = F.relu(pre)
         return torch.addmv(self.b, hidden, self.w), (v, pre, hidden)
 
     def mlp_grads(self, saved: tuple, dlogits: torch.Tensor
