@@ -40,8 +40,8 @@ def rounds_section(name: str, title: str) -> list[str]:
     if rows is None:
         return [f"_Not measured yet: `python -m benchmarks.rounds ... --json docs/benchmarks/{name}`._"]
     lines = ["| strategy | ClientApps | s/round | round 1 | client train CPU s | client eval CPU s | "
-             "server s | messaging s | peak memory GB | failed replies |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "server s | messaging s | peak memory GB | failed replies | measured |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         cpu = r.get("client_cpu_s", {})
         # rows written before client_apps was recorded ran 2 (flower.toml's ray-cpus then)
@@ -51,7 +51,7 @@ def rounds_section(name: str, title: str) -> list[str]:
                      f"{cpu.get('eval-seconds', 0):.1f} | "
                      + " + ".join(f"{v:.2f} {k}" for k, v in r["server_phases_s"].items())
                      + f" | {r.get('messaging_s', float('nan')):.2f} | {r['peak_rss_gb']:.1f} | "
-                     f"{r.get('failed_clients', 0)} |")
+                     f"{r.get('failed_clients', 0)} | {r.get('measured', '')} |")
     return [f"### {title}", "", *lines, ""]
 
 

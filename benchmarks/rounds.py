@@ -58,6 +58,12 @@ def run_one(federation: str, strategy: str, rounds: int, extra: str, results: Pa
             "test": summary["test"]}
 
 
+def code_version() -> str:
+    """The commit measured (``-dirty`` with uncommitted changes), so a table can say which code."""
+    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, text=True,
+                          capture_output=True).stdout.strip() or "unknown"
+
+
 def parallel_clients() -> int:
     """ClientApps Ray runs at once with flower.toml's [simulation] settings."""
     from server_app.federations import load_flower_toml
@@ -85,6 +91,7 @@ def main() -> None:
     for strategy in args.strategies:
         row = run_one(args.federation, strategy, args.rounds, args.run_config, results)
         row["client_apps"] = workers
+        row["measured"] = f"{time.strftime('%Y-%m-%d')} at {code_version()}"
         rows.append(row)
         train, evaluate = (row["client_cpu_s"].get(k, 0.0) for k in ("train-seconds",
                                                                        "eval-seconds"))
