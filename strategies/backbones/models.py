@@ -25,6 +25,7 @@ class NCF(Backbone):
     ITEM_TABLES = ("E",)
     HEAD = ("w", "b")
     GROUPING = ("W1", "b1", "w", "b")
+    HAND_GRADIENTS = True
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper)
@@ -36,7 +37,6 @@ class NCF(Backbone):
         self.b = init_linear(generator, d, 1)
         self.e_u = init_normal(generator, d)
 
-    HAND_GRADIENTS = True
 
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return self.mlp(rows)
@@ -139,12 +139,12 @@ class FedRAP(PersonalTable, NCF):
     PRIVATE = ("e_u", "D_u")
     ITEM_TABLE = "C"
     ITEM_TABLES = ("C", "D_u")
+    HAND_GRADIENTS = True
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper, generator)
         self.D_u = torch.nn.Parameter(torch.zeros(n_items, hyper.dim))
 
-    HAND_GRADIENTS = True
 
     def head(self, v: torch.Tensor) -> torch.Tensor:
         return self.mlp(v)
@@ -164,6 +164,7 @@ class FedRAPOriginal(PersonalTable, Backbone):
     PRIVATE = ("D_u", "w", "b")
     ITEM_TABLE = "C"
     ITEM_TABLES = ("C", "D_u")
+    HAND_GRADIENTS = True
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper)
@@ -173,7 +174,6 @@ class FedRAPOriginal(PersonalTable, Backbone):
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
 
-    HAND_GRADIENTS = True
 
     def head(self, v: torch.Tensor) -> torch.Tensor:
         return v @ self.w + self.b
@@ -193,6 +193,7 @@ class PFedRec(Backbone):
     PRIVATE = ("w", "b")
     ITEM_TABLE = "E"
     ITEM_TABLES = ("E",)
+    HAND_GRADIENTS = True
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper)
@@ -201,7 +202,6 @@ class PFedRec(Backbone):
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
 
-    HAND_GRADIENTS = True
 
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return rows @ self.w + self.b
@@ -224,13 +224,13 @@ class MF(Backbone):
     PRIVATE = ("e_u",)
     ITEM_TABLE = "E"
     ITEM_TABLES = ("E",)
+    HAND_GRADIENTS = True
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper)
         self.E = init_normal(generator, n_items, hyper.dim)
         self.e_u = init_normal(generator, hyper.dim)
 
-    HAND_GRADIENTS = True
 
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return rows @ self.e_u
