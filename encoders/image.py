@@ -178,13 +178,15 @@ def encode_image_files(paths: list[Path], encoder: ImageEncoder,
     task = _encode_chunk if on_cpu else _decode_chunk
     with torch_threads(1), ThreadPoolExecutor(workers, "encode") as pool, \
             tqdm(total=len(paths), unit="img", desc=encoder.name, disable=None) as bar:
-        for chunk, (good, rows) in zip(chunks, _in_order(pool, task, chunks, encoder,
-                                                         2 * workers), strict=True):
-            if rows is not None and not on_cpu:
+        for chunk, (good, result) in zip(chunks, _in_order(pool, task, chunks, encoder,
+                                                           2 * workers), strict=True):
+            # on CPU the workers return feature rows, on GPU the decoded pixels to encode here
+            features = result
+            if result is not None and not on_cpu:
                 with torch.inference_mode():
-                    rows = encoder.encode(rows)
+                    features = encoder.encode(result)
             if good:
-                vectors[[done + i for i in good]] = rows
+                vectors[[done + i for i in good]] = features
                 ok[[done + i for i in good]] = True
             done += len(chunk)
             bar.update(len(chunk))
