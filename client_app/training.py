@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from client_app.ranking import rank_of, ranking_metrics
 from datasets.split import ClientView
 from strategies.backbones.base import Backbone
-from strategies.distillation import Teacher, kd_dlogits, kd_loss
+from strategies.distillation import LocalTeacher, Teacher, kd_loss, student_dlogits
 from strategies.protocol import TEST, VAL, metric_key
 
 
@@ -63,7 +63,7 @@ def train_local(model: Backbone, view: ClientView, rng: np.random.Generator, *, 
 
 def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
             generator: torch.Generator, epochs: int, batch_size: int, server_round: int,
-            num_rounds: int, teacher: Teacher | None, kd_weight: KDWeight | None
+            num_rounds: int, teacher: LocalTeacher | None, kd_weight: KDWeight | None
             ) -> tuple[float, float, float, int]:
     hand = model.uses_hand_gradients()
     optimizer = None if hand else model.optimizer()
@@ -83,15 +83,14 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
                 base, logits = model.loss(items, labels, server_round)
             kd = probs = None
             if teacher is not None:
-                probs = teacher.probs(model, items)
-                kd = kd_loss(logits, probs)
-                weight = kd_weight.value(base.item(), kd.item(), server_round, num_rounds)
-                total_kd += kd.item()
+                probs, entropy = teacher.batch(model, items)
+                kd = kd_loss(logits, probs, entropy)
+                kd_value = kd.item()
+                weight = kd_weight.value(base.item(), kd_value, server_round, num_rounds)
+                total_kd += kd_value
             if hand:
                 with torch.no_grad():
-                    dlogits = torch.sigmoid(logits) - labels  # BCE's
-                    if kd is not None:
-                        dlogits += weight * kd_dlogits(logits, probs)
+                    dlogits = student_dlogits(logits, labels, probs, weight)
                     model.apply_grads(model.grads(saved, dlogits.div_(len(items)), server_round),
                                       items)
             else:

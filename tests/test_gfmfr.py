@@ -88,10 +88,12 @@ def test_probability_and_table_payloads_give_the_same_loss():
     q = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
     w, b = model.w.detach().numpy(), model.b.detach().numpy()
     items, logits = torch.tensor([1, 5, 6]), torch.tensor([0.3, -0.2, 1.0])
-    by_probs = Teacher(probs_all=teacher_probs(q, w, b)).probs(model, items)  # server applies head
-    by_table = Teacher(item_vectors=q).probs(model, items)  # the client applies its own model
-    assert kd_loss(logits, by_probs).item() == pytest.approx(kd_loss(logits, by_table).item(),
-                                                            rel=1e-5)
+    rows = np.arange(8)
+    by_probs = Teacher(probs_all=teacher_probs(q, w, b)).restrict(rows).batch(model, items)
+    by_table = Teacher(item_vectors=q).restrict(rows).batch(model, items)  # the client's own model
+    torch.testing.assert_close(by_probs, by_table)
+    assert kd_loss(logits, *by_probs).item() == pytest.approx(kd_loss(logits, *by_table).item(),
+                                                             rel=1e-5)
 
 
 def constructed_uploads(backbone: str, n_users: int = 12, n_items: int = 10):
