@@ -110,7 +110,7 @@ class Session:
     def upload(self, model: Backbone, rows: np.ndarray, server_round: int
                ) -> dict[str, np.ndarray]:
         """The shared parameters as they go on the wire: clipped and noised under local DP, only
-        the trained item-table rows (with their ids) when ``upload-rows`` is set, in
+        the trained item-table rows (with their ids) when ``sends_rows``, in
         ``wire-dtype``."""
         arrays = model.shared_arrays()
         if self.cfg.ldp_noise or self.cfg.ldp_clip:
@@ -118,7 +118,7 @@ class Session:
             arrays = clip_update(arrays, base, self.cfg.ldp_clip)
             noise_rng = np.random.default_rng([self.cfg.seed, self.user, server_round, 7])
             arrays = add_noise(arrays, self.cfg.ldp_mechanism, self.cfg.ldp_noise, noise_rng)
-        if self.cfg.upload_rows:
+        if self.cfg.sends_rows:
             for name in set(model.ITEM_TABLES) & set(model.SHARED):
                 arrays[name] = arrays[name][rows]
                 arrays[name + p.ROWS] = rows.astype(np.int64)

@@ -31,12 +31,22 @@ def test_coercion_of_untyped_overrides():
     assert cfg.grouping_pca is False
 
 
+@pytest.mark.parametrize("value, noise, rows", [
+    ("auto", 0.0, True), ("auto", 0.1, False), (True, 0.0, True), ("true", 0.0, True),
+    (False, 0.0, False), ("False", 0.1, False),
+])
+def test_upload_rows_auto_only_without_ldp_noise(value, noise, rows):
+    cfg = RunConfig.from_run_config({"upload-rows": value, "ldp-noise": noise})
+    assert cfg.sends_rows is rows
+
+
 @pytest.mark.parametrize("overrides, words", [
     ({"lr": -0.1}, "lr must be > 0"),
     ({"seed": 1.5}, "seed must be a int"),
     ({"fusion": "concat"}, "fusion must be one of mlp, sum, gate, attention, moe"),
     ({"select-metric": "AUC"}, "select-metric must be one of"),
     ({"fraction-train": 0}, "fraction-train must be in (0, 1]"),
+    ({"upload-rows": "some"}, "upload-rows must be one of auto, true, false"),
 ])
 def test_bad_values_fail_with_the_key(overrides, words):
     with pytest.raises(ValueError) as error:

@@ -42,9 +42,10 @@ def test_strategy_contract(strategy, backbone, cache_dir, tmp_path):
     assert run.history.rounds[2].val is not None and run.history.best_round is not None
     uploads = [r.content for r in grid.replies_seen if p.SHARED in r.content.array_records]
     assert uploads
+    row_ids = {t + p.ROWS for t in set(model.ITEM_TABLES) & set(model.SHARED)}  # upload-rows auto
     for content in uploads:
         assert set(content.array_records) == {p.SHARED}
-        assert set(content.array_records[p.SHARED]) == set(model.SHARED)
+        assert set(content.array_records[p.SHARED]) == set(model.SHARED) | row_ids
     for reply in grid.replies_seen:  # every message any client sent, uploads or not
         assert set(reply.content.array_records) <= {p.SHARED}
         assert set(reply.content.metric_records[p.METRICS]) <= p.CLIENT_METRICS
@@ -102,14 +103,16 @@ def test_sampling_trains_a_fraction_but_evaluates_everyone(cache_dir, tmp_path):
     assert np.isfinite(run.history.rounds[2].val["HR@50"])
 
 
-@pytest.mark.parametrize("wire", [{"upload-rows": True}, {"wire-dtype": "float16"}])
+@pytest.mark.parametrize("wire", [{"upload-rows": True}, {"upload-rows": "auto"},
+                                  {"wire-dtype": "float16", "upload-rows": False}])
 def test_lean_wire_formats(cache_dir, tmp_path, wire):
-    _, dense = run_inprocess(config(cache_dir, tmp_path / "d", strategy="fedrap"), USERS)
+    _, dense = run_inprocess(config(cache_dir, tmp_path / "d", strategy="fedrap",
+                                    **{"upload-rows": False}), USERS)
     grid, lean = run_inprocess(config(cache_dir, tmp_path / "l", strategy="fedrap", **wire),
                                USERS)
     uploads = [r.content.array_records[p.SHARED] for r in grid.replies_seen
                if p.SHARED in r.content.array_records]
-    if wire.get("upload-rows"):  # rows only, and exactly the same model
+    if wire["upload-rows"]:  # rows only (auto: without ldp-noise), and exactly the same model
         assert all(u["C"].numpy().shape[0] == u["C@rows"].numpy().shape[0] for u in uploads)
         assert min(u["C"].numpy().shape[0] for u in uploads) < 40
         assert lean.history.rounds[2].val == dense.history.rounds[2].val
