@@ -109,8 +109,10 @@ def tls_deployment(tmp_path_factory) -> Iterator[tuple[fz.Federation, deploy.Dep
     with pytest.MonkeyPatch.context() as env:
         for key, value in {**processes.QUIET_ENV, "FLWR_HOME": str(tmp_path / "flwr-home")}.items():
             env.setenv(key, value)
+        # 10 rounds: the run goes on while node 1 is down, and a slow restart (a loaded machine)
+        # must still find rounds left to train in; with 4 it once found none
         fed = flower_toml(tmp_path, tls=True, run_config=SMALL + ', strategy = "fedrap", '
-                          'num-server-rounds = 4')
+                          'num-server-rounds = 10')
         with deployed(fed, tmp_path / "flower.toml") as state:
             yield fed, state, tmp_path
 
