@@ -52,6 +52,13 @@ def densify(arrays: dict[str, np.ndarray], base: dict[str, np.ndarray]
     return out, None
 
 
+def changed_rows(table: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, rows)``: the rows of ``table`` that differ from ``base`` (the inverse of
+    ``densify``'s expansion)."""
+    ids = np.flatnonzero((table != base).any(axis=1))
+    return ids, table[ids]
+
+
 class WeightedMean:
     """Per-parameter mean of uploads weighted by their examples, one upload at a time.
 

@@ -79,10 +79,10 @@ class FedRecStrategy(Strategy):
         """Extra per-user record sent with a training message (GFMFR's group teacher)."""
         return None
 
-    def kept_parameters(self) -> tuple[str, ...]:
-        """Shared parameters of each accepted upload that ``after_aggregate`` needs. Replies are
+    def kept_from(self, upload: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """What ``after_aggregate`` needs of one accepted upload (None: nothing). Replies are
         otherwise aggregated as they arrive and dropped, so keep as little as possible."""
-        return ()
+        return None
 
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
                         aggregated: dict[str, np.ndarray]) -> None:
@@ -157,7 +157,6 @@ class FedRecStrategy(Strategy):
             return None, None  # early-stopped: the remaining rounds are empty
         record = self.history.at(server_round)
         mean, kept, evaluations, losses = WeightedMean(), {}, {}, {}
-        keep = self.kept_parameters()
         for reply in replies:  # one at a time: a round never holds every upload
             if reply.has_error():
                 record.failed += 1
@@ -183,8 +182,9 @@ class FedRecStrategy(Strategy):
             mean.add(got.upload, got.weight)
             record.server_seconds["aggregate"] = (record.server_seconds.get("aggregate", 0.0)
                                                   + time.perf_counter() - tic)
-            if keep:
-                kept[got.user] = {k: got.upload[k] for k in keep}
+            part = self.kept_from(got.upload)
+            if part is not None:
+                kept[got.user] = part
             losses[got.user] = [got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS,
                                                                   p.KD_WEIGHT)]
         if max(record.failed, record.rejected) > LOGGED_PER_ROUND:

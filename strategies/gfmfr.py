@@ -22,6 +22,8 @@ from flwr.app import ArrayRecord
 from flwr.common import log
 
 from datasets.interactions import Dataset
+from strategies import protocol as p
+from strategies.aggregation import changed_rows
 from strategies.backbones.base import Backbone
 from strategies.checkpoint import strip_prefix, torch_state_from_array, torch_state_to_array, with_prefix
 from strategies.config import RunConfig
@@ -102,11 +104,17 @@ class GFMFRStrategy(FedRecStrategy):
         return {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
                               for n, a in v.items()}) for k, v in payloads.items()}
 
-    def kept_parameters(self) -> tuple[str, ...]:
+    def kept_from(self, upload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Grouping reads the prediction-function parameters (or the item table's change), fusion
-        each group's mean item table, the teacher the group's mean head; nothing else is kept."""
+        each group's mean item table, the teacher the group's mean head; nothing else is kept.
+        The item table is kept as the rows this client changed, with their ids (``@rows``): on
+        ml-1m 775 of 3,706 on average, so 6,040 clients keep 1.2 instead of 5.7 GB."""
         b = self.backbone
-        return tuple(dict.fromkeys((b.ITEM_TABLE, *(b.HEAD or ()), *(b.GROUPING or ()))))
+        out = {name: upload[name] for name in dict.fromkeys((*(b.HEAD or ()), *b.GROUPING))}
+        if b.ITEM_TABLE not in out:
+            ids, rows = changed_rows(upload[b.ITEM_TABLE], self.broadcast[b.ITEM_TABLE])
+            out.update({b.ITEM_TABLE: rows, b.ITEM_TABLE + p.ROWS: ids})
+        return out
 
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
                         aggregated: dict[str, np.ndarray]) -> None:

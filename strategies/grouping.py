@@ -24,6 +24,8 @@ from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from strategies.protocol import ROWS
+
 
 def describe_clients(uploads: dict[int, dict[str, np.ndarray]], names: tuple[str, ...]
                      ) -> tuple[list[int], np.ndarray]:
@@ -38,8 +40,14 @@ def table_change_summary(uploads: dict[int, dict[str, np.ndarray]], table: str,
     """``(users, Z)`` for backbones whose head stays private: per user, the column sums of the
     change the client made to the item table (a d-vector along its private head's direction)."""
     users = sorted(uploads)
-    rows = [(uploads[u][table] - sent).sum(axis=0) for u in users]
+    rows = [(uploads[u][table] - _rows(sent, uploads[u].get(table + ROWS))).sum(axis=0)
+            for u in users]
     return users, np.asarray(rows, dtype=np.float32)
+
+
+def _rows(table: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
+    """``table`` at ``ids`` (an upload holding only the rows it changed), or whole."""
+    return table if ids is None else table[ids]
 
 
 def cluster(z: np.ndarray, k: int, method: str, pca: bool, seed: int,

@@ -135,6 +135,45 @@ def test_advance_groups_clients_and_builds_payloads(backbone):
     assert all(later.assignment[u] == state.assignment[u] for u in range(12))
 
 
+def test_group_mean_table_from_whole_tables_and_changed_rows():
+    from strategies.groups import _mean_table
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 3)).astype(np.float32)
+    a, b, c = (rng.normal(size=(6, 3)).astype(np.float32) for _ in range(3))
+    c[[0, 2, 3, 5]] = base[[0, 2, 3, 5]]  # c changed rows 1 and 4 only
+    members = [{"E": a}, {"E": b}, {"E": c[[1, 4]], "E" + p.ROWS: np.array([1, 4])}]
+    np.testing.assert_allclose(_mean_table(members, "E", base), np.mean([a, b, c], axis=0),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["fedrap", "pfedrec"])  # grouping by head / table change
+def test_kept_item_rows_give_the_same_groups_and_teachers(backbone):
+    """GFMFR keeps only the item rows each client changed; grouping, fusion targets and teachers
+    must equal those from whole tables."""
+    from strategies.gfmfr import GFMFRStrategy
+
+    template, base, uploads = constructed_uploads(backbone)
+    table = type(template).ITEM_TABLE
+    for user, upload in uploads.items():  # each client changed a third of the rows
+        untouched = np.arange(10) % 3 != user % 3
+        upload[table][untouched] = base[table][untouched]
+    cfg = RunConfig(num_groups=2, grouping="kmeans", grouping_pca=False, fusion_epochs=3)
+    strategy = GFMFRStrategy(cfg, template, {1000 + u: u for u in uploads}, trainer_for(10, 2))
+    strategy.broadcast = base
+    kept = {u: strategy.kept_from(upload) for u, upload in uploads.items()}
+    assert all(kept[u][table].shape[0] == len(kept[u][table + p.ROWS]) < 10 for u in kept)
+    dense = advance(GroupState(trainer_for(10, 2)), uploads, base, type(template),
+                    strategy.options)
+    sparse = advance(GroupState(trainer_for(10, 2)), kept, base, type(template),
+                     strategy.options)
+    assert dense.assignment == sparse.assignment
+    assert dense.payloads.keys() == sparse.payloads.keys()
+    for group, payload in dense.payloads.items():
+        for name, value in payload.items():
+            np.testing.assert_allclose(sparse.payloads[group][name], value, rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture
 def flower_task():
     """Messages can only be built inside a Flower task; give this process a task identity."""
@@ -155,6 +194,7 @@ def test_each_client_receives_only_its_own_groups_payload(flower_task):
     cfg = RunConfig(num_groups=2, grouping="kmeans", grouping_pca=False, fusion_epochs=3,
                     num_server_rounds=3)
     strategy = GFMFRStrategy(cfg, template, nodes, trainer_for(10, 2))
+    strategy.broadcast = base  # what round 1 sent (configure_train sets it)
     strategy.after_aggregate(1, uploads, base)
     messages = list(strategy.configure_train(2, to_record(base), None, None))
     assert len(messages) == 12
