@@ -86,8 +86,10 @@ def garbage_reply(reply: Message, rng: np.random.Generator) -> Message:
         arrays.pop(name)
     elif kind == 3:
         arrays["intruder"] = np.ones(3, np.float32)
-    elif kind == 4:
-        arrays[name] = np.full_like(arrays[name], np.inf)
+    elif kind == 4:  # non-finite values; for the row ids of an item table, out-of-range ones
+        value = arrays[name]
+        arrays[name] = np.full_like(value, np.inf if value.dtype.kind == "f"
+                                    else np.iinfo(value.dtype).max)
     elif kind == 5:
         metrics[p.NUM_EXAMPLES] = -5
     elif kind == 6:
