@@ -37,7 +37,6 @@ class NCF(Backbone):
         self.b = init_linear(generator, d, 1)
         self.e_u = init_normal(generator, d)
 
-
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return self.mlp(rows)
 
@@ -145,7 +144,6 @@ class FedRAP(PersonalTable, NCF):
         super().__init__(n_items, hyper, generator)
         self.D_u = torch.nn.Parameter(torch.zeros(n_items, hyper.dim))
 
-
     def head(self, v: torch.Tensor) -> torch.Tensor:
         return self.mlp(v)
 
@@ -174,7 +172,6 @@ class FedRAPOriginal(PersonalTable, Backbone):
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
 
-
     def head(self, v: torch.Tensor) -> torch.Tensor:
         return v @ self.w + self.b
 
@@ -201,7 +198,6 @@ class PFedRec(Backbone):
         self.E = init_normal(generator, n_items, d)
         self.w = init_linear(generator, d, d)
         self.b = init_linear(generator, d, 1)
-
 
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return rows @ self.w + self.b
@@ -230,7 +226,6 @@ class MF(Backbone):
         super().__init__(n_items, hyper)
         self.E = init_normal(generator, n_items, hyper.dim)
         self.e_u = init_normal(generator, hyper.dim)
-
 
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return rows @ self.e_u
