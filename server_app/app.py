@@ -14,6 +14,7 @@ from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
 from datasets.registry import load_dataset
+from server_app import linkstate_index
 from server_app.nodes import connect_nodes
 from server_app.results import run_name, summary, write_results
 from server_app.windowed_grid import WindowedGrid
@@ -23,6 +24,7 @@ from strategies.fedrec import FedRecStrategy
 from strategies.records import to_record
 from strategies.registry import backbone_name, hyper, strategy_spec
 
+linkstate_index.install()  # the simulation's engine shares this process's LinkState
 app = ServerApp()
 
 

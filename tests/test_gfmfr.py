@@ -174,17 +174,6 @@ def test_kept_item_rows_give_the_same_groups_and_teachers(backbone):
             np.testing.assert_allclose(sparse.payloads[group][name], value, rtol=1e-5, atol=1e-6)
 
 
-@pytest.fixture
-def flower_task():
-    """Messages can only be built inside a Flower task; give this process a task identity."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
-
-
 def test_each_client_receives_only_its_own_groups_payload(flower_task):
     from strategies.gfmfr import GFMFRStrategy
     from strategies.records import to_record
