@@ -46,7 +46,7 @@ class RunConfig:
     min_replies: int = 1  # fewer accepted updates in a round: the model is left unchanged
     resume: bool = False  # continue from <results-dir>/<run-name>/checkpoint (needs run-name)
     client_state_dir: str = ""  # clients also keep private state here (simulation; "" = off)
-    max_in_flight: int = 32  # messages in flight at once (0 = all at once)
+    max_in_flight: int = 64  # messages in flight at once (0 = all at once)
     wire_dtype: str = "float32"  # float32 | float16: precision of shared parameters on the wire
     upload_rows: str = "auto"  # auto | true | false: upload only the item-table rows trained
     # robustness and privacy
