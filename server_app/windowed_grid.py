@@ -1,10 +1,10 @@
 """A Grid that keeps at most ``window`` messages in flight, pushing more as replies arrive.
 
-Flower 1.42's simulation engine scans every stored message for every node on each 0.1 s poll, so a
-round that pushes one message per user at once costs (nodes x messages) work per poll while holding
-the GIL. Bounding the messages in flight keeps that scan small without idling the workers. In a
-deployment it also bounds the server's memory for large federations; replies are handed on as
-they arrive, so a strategy can aggregate them one by one (``FedRecStrategy`` does).
+Replies are handed on as they arrive, so a strategy can aggregate them one by one
+(``FedRecStrategy`` does) and a round never holds every message and reply at once: this bounds the
+server's memory for large federations, in simulation and deployment. In Flower 1.42's stock
+simulation the window also bounded the engine's scan of stored messages (every stored message for
+every node on each 0.1 s poll); ``server_app.linkstate_index`` now makes that scan per node.
 """
 
 from __future__ import annotations
