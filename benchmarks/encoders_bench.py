@@ -8,6 +8,8 @@ Cold timings include loading the model (imports are done before timing); warm ti
 repeat call on the same cache, which must load no model. ``--baseline`` also times a plain
 one-poster-at-a-time loop (unfused model, no batching, torch's default threads) on the same
 posters. On a shared machine use ``--repeat 3``: each figure is then the fastest of 3 runs.
+``--check-against-cpu`` (with a GPU ``--device``) also encodes the same items on the CPU and
+exits non-zero unless every feature vector agrees (cosine similarity at least 0.999).
 """
 
 from __future__ import annotations
@@ -55,6 +57,17 @@ def plain_loop(paths: list[Path]) -> None:
             model.extract_features(x[None]).mean(dim=(2, 3))
 
 
+def agreement(label: str, device: np.ndarray, cpu: np.ndarray) -> bool:
+    """Print how closely the device's features match the CPU's; True if every row agrees."""
+    norms = np.linalg.norm(device, axis=1) * np.linalg.norm(cpu, axis=1)
+    rows = norms > 0
+    cosine = (device * cpu).sum(axis=1)[rows] / norms[rows]
+    worst = float(cosine.min()) if cosine.size else 1.0
+    print(f"{label:26s} device vs cpu: min cosine {worst:.6f}, max |difference| "
+          f"{float(np.abs(device - cpu).max()):.2e} over {int(rows.sum())} items")
+    return worst >= 0.999
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -66,6 +79,8 @@ def main() -> None:
                         default=["text", "image"], help="which default encoders to time")
     parser.add_argument("--repeat", type=int, default=1,
                         help="cold runs per encoder (fresh cache each); the fastest is reported")
+    parser.add_argument("--check-against-cpu", action="store_true",
+                        help="also encode on the CPU; fail unless the features agree")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -83,22 +98,29 @@ def main() -> None:
         batch = options.batch_size or "encoder default"
         print(f"{len(texts)} items, {len(posters)} posters; device {options.device}, batch "
               f"{batch}, {n_cpus()} CPU cores, torch {torch.__version__}")
-        for label, count, run in (
+        cpu = encoder_options("cpu", args.batch_size)
+        agree = True
+        for label, count, encode in (
             ("text  minilm", len(texts),
-             lambda cache: text_features(texts, "minilm", cache, options)),
+             lambda cache, opts: text_features(texts, "minilm", cache, opts)),
             ("image efficientnet-lite0", len(posters),
-             lambda cache: image_features(paths, "efficientnet-lite0", cache, options)),
+             lambda cache, opts: image_features(paths, "efficientnet-lite0", cache, opts)[0]),
         ):
             if label.split()[0] not in args.encoders:
                 continue
             caches = [Path(scratch) / f"{label.split()[-1]}-{i}" for i in range(args.repeat)]
-            cold = min(_timed(run, cache) for cache in caches)
-            warm = _timed(run, caches[-1])
+            cold = min(_timed(encode, cache, options) for cache in caches)
+            warm = _timed(encode, caches[-1], options)
             print(f"{label:26s} {_rate('cold', count, *cold)}")
             print(f"{label:26s} {_rate('warm', count, *warm)}")
+            if args.check_against_cpu:
+                agree &= agreement(label, encode(caches[-1], options),
+                                   encode(Path(scratch) / f"{label.split()[-1]}-cpu", cpu))
         if args.baseline:
             plain = min(_timed(plain_loop, posters) for _ in range(args.repeat))
             print(f"{'image plain loop':26s} {_rate('cold', len(posters), *plain)}")
+        if not agree:
+            raise SystemExit("the device's features differ from the CPU's (see above)")
 
 
 if __name__ == "__main__":
