@@ -76,7 +76,12 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--baseline", action="store_true", help="also time the plain loop")
     parser.add_argument("--encoders", nargs="+", choices=("text", "image"),
-                        default=["text", "image"], help="which default encoders to time")
+                        default=["text", "image"], help="which modalities to time")
+    parser.add_argument("--text-encoder", default="minilm", help="as the run config's")
+    parser.add_argument("--image-encoder", default="efficientnet-lite0", help="as the run config's")
+    parser.add_argument("--clip-model", default="ViT-B-32", help="for the open-clip encoders")
+    parser.add_argument("--clip-pretrained", default="",
+                        help="for the open-clip encoders: a tag, a checkpoint file or a folder")
     parser.add_argument("--repeat", type=int, default=1,
                         help="cold runs per encoder (fresh cache each); the fastest is reported")
     parser.add_argument("--check-against-cpu", action="store_true",
@@ -84,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    if "text" in args.encoders:
+    if "text" in args.encoders and args.text_encoder != "open-clip":
         import sentence_transformers  # noqa: F401  (import time is not encoding time)
 
     from datasets.registry import load_dataset
@@ -94,28 +99,29 @@ def main() -> None:
         texts = list(catalog.texts[:args.limit])
         paths = list(catalog.image_paths[:args.limit])
         posters = [path for path in paths if path is not None]
-        options = encoder_options(args.device, args.batch_size)
+        clip = {"clip_model": args.clip_model, "clip_pretrained": args.clip_pretrained}
+        options = encoder_options(args.device, args.batch_size, **clip)
         batch = options.batch_size or "encoder default"
         print(f"{len(texts)} items, {len(posters)} posters; device {options.device}, batch "
               f"{batch}, {n_cpus()} CPU cores, torch {torch.__version__}")
-        cpu = encoder_options("cpu", args.batch_size)
+        cpu = encoder_options("cpu", args.batch_size, **clip)
         agree = True
         for label, count, encode in (
-            ("text  minilm", len(texts),
-             lambda cache, opts: text_features(texts, "minilm", cache, opts)),
-            ("image efficientnet-lite0", len(posters),
-             lambda cache, opts: image_features(paths, "efficientnet-lite0", cache, opts)[0]),
+            (f"text  {args.text_encoder}", len(texts),
+             lambda cache, opts: text_features(texts, args.text_encoder, cache, opts)),
+            (f"image {args.image_encoder}", len(posters),
+             lambda cache, opts: image_features(paths, args.image_encoder, cache, opts)[0]),
         ):
             if label.split()[0] not in args.encoders:
                 continue
-            caches = [Path(scratch) / f"{label.split()[-1]}-{i}" for i in range(args.repeat)]
+            caches = [Path(scratch) / f"{'-'.join(label.split())}-{i}" for i in range(args.repeat)]
             cold = min(_timed(encode, cache, options) for cache in caches)
             warm = _timed(encode, caches[-1], options)
             print(f"{label:26s} {_rate('cold', count, *cold)}")
             print(f"{label:26s} {_rate('warm', count, *warm)}")
             if args.check_against_cpu:
                 agree &= agreement(label, encode(caches[-1], options),
-                                   encode(Path(scratch) / f"{label.split()[-1]}-cpu", cpu))
+                                   encode(Path(scratch) / f"{'-'.join(label.split())}-cpu", cpu))
         if args.baseline:
             plain = min(_timed(plain_loop, posters) for _ in range(args.repeat))
             print(f"{'image plain loop':26s} {_rate('cold', len(posters), *plain)}")
