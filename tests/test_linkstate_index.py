@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from uuid import uuid4
 
@@ -49,8 +48,7 @@ def _ids(messages: list[Message]) -> list[str]:
 def test_index_answers_like_flowers_scan(flower_task):
     """One sequence of stores, asks, deletions and expiries on twin states, stock and indexed."""
     (stock, stock_nodes), (indexed, indexed_nodes) = _state(), _state()
-    plan = [(str(uuid4()), i % 5, RUNS[i % 2], 0.3 if i in (3, 11) else 600.0)
-            for i in range(24)]
+    plan = [(str(uuid4()), i % 5, RUNS[i % 2], 600.0) for i in range(24)]
 
     def store(message_id, node, run_id, ttl):
         assert (linkstate_index.STOCK_STORE(stock, _message(message_id, stock_nodes[node],
@@ -77,7 +75,9 @@ def test_index_answers_like_flowers_scan(flower_task):
         state.delete_messages({plan[2][0], plan[10][0]})
     for spec in plan[12:]:
         store(*spec)
-    time.sleep(0.35)  # plan[3] and plan[11] expire
+    for state in (stock, indexed):  # plan[3] and plan[11] expire: created past their TTL
+        for message_id in (plan[3][0], plan[11][0]):
+            state.message_ins_store[message_id].metadata.created_at -= 601.0
     assert [len(ask(node, None)) for node in range(5)] == [2, 2, 3, 4, 3]
     assert [ask(node, 1) for node in range(5)] == [[]] * 5
     assert stock.message_ins_store.keys() == indexed.message_ins_store.keys()
