@@ -114,14 +114,15 @@ def main() -> None:
         ):
             if label.split()[0] not in args.encoders:
                 continue
-            caches = [Path(scratch) / f"{'-'.join(label.split())}-{i}" for i in range(args.repeat)]
+            slug = "-".join(label.split())
+            caches = [Path(scratch) / f"{slug}-{i}" for i in range(args.repeat)]
             cold = min(_timed(encode, cache, options) for cache in caches)
             warm = _timed(encode, caches[-1], options)
             print(f"{label:26s} {_rate('cold', count, *cold)}")
             print(f"{label:26s} {_rate('warm', count, *warm)}")
             if args.check_against_cpu:
                 agree &= agreement(label, encode(caches[-1], options),
-                                   encode(Path(scratch) / f"{'-'.join(label.split())}-cpu", cpu))
+                                   encode(Path(scratch) / f"{slug}-cpu", cpu))
         if args.baseline:
             plain = min(_timed(plain_loop, posters) for _ in range(args.repeat))
             print(f"{'image plain loop':26s} {_rate('cold', len(posters), *plain)}")
