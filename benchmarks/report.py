@@ -162,7 +162,8 @@ def gain_section(dataset: str = "ml-100k-mm") -> list[str]:
         lines.append(f"| `{match.group(1) or 'fedrap'}` (`{base['run']}`) | " + " | ".join(cells)
                      + f" | {base['seeds']} / {ours['seeds']} |")
     if len(lines) == 2:
-        return ["_No GFMFR run next to its baseline yet (`python -m benchmarks.compare`)._"]
+        return [f"_No GFMFR run next to its baseline on {dataset} yet "
+                "(`python -m benchmarks.compare`)._", ""]
     return [f"GFMFR against its own backbone on {dataset}: test metrics at the best-validation "
             "round, mean ± std over seeds (seeds: baseline / GFMFR; a run split over several "
             "tables is pooled exactly from their means and standard deviations).", "", *lines, ""]
