@@ -8,19 +8,9 @@ configurations side by side on a small machine.
 from __future__ import annotations
 
 import argparse
-import tomllib
-
 from datasets.registry import load_dataset
 from server_app.inprocess import run_inprocess
-from strategies.config import RunConfig
-
-
-def parse_overrides(text: str) -> dict:
-    """``k=v k2='s'`` (Flower's --run-config syntax) -> dict, values parsed as TOML."""
-    import shlex
-
-    pairs = [item.split("=", 1) for item in shlex.split(text, posix=False) if item]
-    return tomllib.loads("\n".join(f"{k} = {v}" for k, v in pairs))
+from strategies.config import RunConfig, parse_overrides
 
 
 def main() -> None:

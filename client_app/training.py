@@ -66,7 +66,7 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
             num_rounds: int, teacher: LocalTeacher | None, kd_weight: KDWeight | None
             ) -> tuple[float, float, float, int]:
     hand = model.uses_hand_gradients()
-    optimizer = None if hand else model.optimizer()
+    optimizer = model.optimizer()
     n = int(items_t.shape[0])
     weight = 0.0
     for _ in range(epochs):
@@ -91,8 +91,9 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
             if hand:
                 with torch.no_grad():
                     dlogits = student_dlogits(logits, labels, probs, weight)
-                    model.apply_grads(model.grads(saved, dlogits.div_(len(items)), server_round),
-                                      items)
+                    model.set_grads(model.grads(saved, dlogits.div_(len(items)), server_round),
+                                    items)
+                optimizer.step()
             else:
                 optimizer.zero_grad(set_to_none=True)
                 (base if kd is None else base + weight * kd).backward()

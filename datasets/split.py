@@ -1,8 +1,8 @@
 """Leave-one-out split and the per-client view a user's device works with.
 
 Per user, the last interaction in time is the test item and the one before it the validation item;
-without timestamps both are a seeded random hold-out. Candidates for full ranking are all items the
-user never interacted with in any split, plus the held-out item itself.
+without timestamps both are a seeded random hold-out. Candidates for full ranking are the items the
+user never trained on (for the test item: nor held out for validation), plus the held-out item.
 """
 
 from __future__ import annotations
@@ -64,16 +64,17 @@ class ClientView:
     val_item: int
     test_item: int
 
-    def seen_mask(self) -> np.ndarray:
-        """(n_items,) True for every item the user interacted with in any split."""
-        mask = np.zeros(self.n_items, dtype=bool)
-        mask[self.train_items] = True
-        mask[[self.val_item, self.test_item]] = True
-        return mask
-
     def candidates(self, held_out: int) -> np.ndarray:
-        """(n_items,) True for the items ``held_out`` is ranked against, itself included."""
-        mask = ~self.seen_mask()
+        """(n_items,) True for the items ``held_out`` is ranked against, itself included.
+
+        The validation item is ranked against every item the user did not train on, the test
+        item against every item not trained on and not the validation item. Validation never
+        depends on the test item, so model selection and tuning cannot see it (RecBole's rule).
+        """
+        mask = np.ones(self.n_items, dtype=bool)
+        mask[self.train_items] = False
+        if held_out == self.test_item and self.test_item != self.val_item:
+            mask[self.val_item] = False
         mask[held_out] = True
         return mask
 

@@ -8,6 +8,8 @@
     gfmfr deploy restart NAME NODE                 restart one SuperNode (same config and state)
     gfmfr deploy down NAME                         stop them, by pid
     gfmfr certs DIR [--hosts H ...] [--nodes N]    test CA, SuperLink certificate, node keys
+    gfmfr tune [DATASET] [-c ...] [--trials N]     tune the recipe on the validation split
+                                                   (server_app/tuning.py; --help for options)
 
 For a simulated federation ``run`` starts a private SuperLink (own port, Ray settings from
 ``[simulation]``), runs the app, checks that Flower reports ``finished:completed`` and stops every
@@ -30,6 +32,16 @@ SIMULATION_CONNECTION = "gfmfr-simulation"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tune"]:
+        from server_app import tuning
+
+        try:
+            tuning.main(argv[1:])
+        except ValueError as error:
+            print(f"gfmfr: {error}", file=sys.stderr)
+            return 2
+        return 0
     args = _parser().parse_args(argv)
     try:
         if args.command == "certs":

@@ -59,29 +59,67 @@ def changed_rows(table: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.nd
     return ids, table[ids]
 
 
-class WeightedMean:
-    """Per-parameter mean of uploads weighted by their examples, one upload at a time.
+class UpdateMean:
+    """The mean change of the shared parameters over one round's uploads, one upload at a time.
 
-    Only the running sums are kept (float64), so aggregating a round costs the memory of one
-    model, not of every reply: what lets 6,040 ml-1m clients aggregate in a few hundred MB.
+    Item-table rows (``tables``) are averaged over the clients that trained each row (``rows``),
+    unweighted; untouched rows do not change. FedAvg over all clients (``by_rows=False``) counts
+    every untouched row as "no change" and so shrinks a row's update by the share of clients that
+    trained it: on ml-100k-mm a typical item is trained by a few percent of the users, which is why
+    FedRAP multiplies the item learning rate by the catalogue size (docs/training-recipe.md).
+    Every other parameter is averaged over all uploads, weighted by their examples.
+
+    Only running sums are kept (float64), so a round costs the memory of one model, not of every
+    reply: what lets 6,040 ml-1m clients aggregate in a few hundred MB.
     """
 
-    def __init__(self) -> None:
-        self._sums: dict[str, np.ndarray] = {}
+    def __init__(self, base: dict[str, np.ndarray], tables: tuple[str, ...] = (),
+                 by_rows: bool = True) -> None:
+        self.base = base
+        self.tables = set(tables) if by_rows else set()
+        self._sums = {k: np.zeros(v.shape, dtype=np.float64) for k, v in base.items()}
+        self._counts = {k: np.zeros(base[k].shape[0], dtype=np.float64) for k in self.tables}
         self.total = 0.0
         self.count = 0
 
-    def add(self, upload: dict[str, np.ndarray], weight: float) -> None:
-        if not self._sums:
-            self._sums = {k: np.zeros(v.shape, dtype=np.float64) for k, v in upload.items()}
+    def add(self, upload: dict[str, np.ndarray], weight: float,
+            rows: dict[str, np.ndarray] | None = None) -> None:
+        """``rows``: per item table, the ids of the rows this client trained (absent: the rows
+        that differ from the broadcast)."""
+        rows = rows or {}
         scale = np.float32(weight)
         for name, acc in self._sums.items():
-            acc += upload[name] * scale  # float32 product, float64 sum: one temporary, no copies
+            if name in self.tables:
+                ids = rows.get(name)
+                if ids is None:
+                    ids, _ = changed_rows(upload[name], self.base[name])
+                acc[ids] += upload[name][ids] - self.base[name][ids]
+                self._counts[name][ids] += 1
+            else:  # float32 product, float64 sum: one temporary, no copies
+                acc += (upload[name] - self.base[name]) * scale
         self.total += float(weight)
         self.count += 1
 
-    def result(self) -> dict[str, np.ndarray]:
-        """The weighted mean (float32)."""
+    def delta(self) -> dict[str, np.ndarray]:
+        """The mean change of every shared parameter (float64)."""
         if not self.count:
             raise ValueError("no uploads to aggregate")
-        return {k: (acc / self.total).astype(np.float32) for k, acc in self._sums.items()}
+        out = {}
+        for name, acc in self._sums.items():
+            if name in self.tables:
+                counts = self._counts[name].reshape(-1, *([1] * (acc.ndim - 1)))
+                out[name] = acc / np.maximum(counts, 1)
+            else:
+                out[name] = acc / self.total
+        return out
+
+    def result(self, server_lr: float = 1.0) -> dict[str, np.ndarray]:
+        """The new global parameters (float32): ``base + server_lr * delta`` for the row-averaged
+        item tables, ``base + delta`` (FedAvg) for the rest.
+
+        ``server_lr`` is FedOpt's server learning rate: clients' steps on an item row point in
+        different directions and their mean is short. The dense layers (NCF's MLP and head) are
+        averaged over every client and stay plain FedAvg: a server step of 3 on them made FedNCF
+        diverge (docs/training-recipe.md)."""
+        return {k: (self.base[k] + (server_lr if k in self.tables else 1.0) * d).astype(np.float32)
+                for k, d in self.delta().items()}

@@ -8,6 +8,8 @@ it (a test checks). Flower passes overrides without type coercion (``lr=1`` arri
 from __future__ import annotations
 
 import os
+import shlex
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -58,8 +60,13 @@ class RunConfig:
     # local training (method spec defaults)
     local_epochs: int = 5
     batch_size: int = 256
+    optimizer: str = "adam"  # adam | sgd: the local optimiser (fresh every round)
     lr: float = 0.01
-    weight_decay: float = 1e-4
+    item_lr: float = 0.0  # learning rate of the shared item tables; 0 = lr
+    personal_lr: float = 0.001  # learning rate of private item tables (FedRAP's D_u)
+    weight_decay: float = 0.0
+    item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
+    server_lr: float = 3.0  # server step on the mean update (FedAvg = 1)
     neg_per_pos: int = 4
     latent_dim: int = 64
     fedrap_reg_bug: bool = False
@@ -112,6 +119,9 @@ class RunConfig:
             (self.local_epochs >= 1, "local-epochs must be >= 1"),
             (self.batch_size >= 1, "batch-size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
+            (self.item_lr >= 0, "item-lr must be >= 0 (0 = lr)"),
+            (self.personal_lr >= 0, "personal-lr must be >= 0"),
+            (self.server_lr > 0, "server-lr must be > 0 (FedAvg is 1)"),
             (self.weight_decay >= 0, "weight-decay must be >= 0"),
             (self.neg_per_pos >= 0, "neg-per-pos must be >= 0"),
             (self.latent_dim >= 1, "latent-dim must be >= 1"),
@@ -126,6 +136,8 @@ class RunConfig:
             ("fusion", self.fusion, ("mlp", "sum", "gate", "attention", "moe")),
             ("kd-weight", self.kd_weight, ("adaptive", "fixed", "none")),
             ("wire-dtype", self.wire_dtype, ("float32", "float16")),
+            ("optimizer", self.optimizer, ("adam", "sgd")),
+            ("item-aggregation", self.item_aggregation, ("rows", "all")),
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
             ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
             ("upload-rows", self.upload_rows.lower(), ("auto", "true", "false")),
@@ -182,6 +194,12 @@ class RunConfig:
         out = {_key(f.name): getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out.update(self.extra)
         return out
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``k=v k2='s'`` (Flower's --run-config syntax) -> dict, values parsed as TOML."""
+    pairs = [item.split("=", 1) for item in shlex.split(text, posix=False) if item]
+    return tomllib.loads("\n".join(f"{k} = {v}" for k, v in pairs))
 
 
 def _coerce(key: str, raw: Any, kind: type) -> Any:

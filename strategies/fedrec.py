@@ -27,7 +27,7 @@ from flwr.serverapp.strategy import Strategy
 
 from datasets.interactions import Dataset
 from strategies import protocol as p
-from strategies.aggregation import WeightedMean
+from strategies.aggregation import UpdateMean
 from strategies.backbones.base import Backbone
 from strategies.checkpoint import load_checkpoint, save_checkpoint, strip_prefix, with_prefix
 from strategies.config import RunConfig
@@ -49,12 +49,15 @@ class FedRecStrategy(Strategy):
         Name and shape of every shared parameter; uploads that differ are rejected.
     users : dict[int, int]
         Node id -> user id, learned by ``server_app.nodes.connect_nodes``.
+    item_tables : tuple[str, ...]
+        The shared ``(n_items, d)`` tables, aggregated row by row (``item-aggregation``).
     """
 
     def __init__(self, cfg: RunConfig, shared_shapes: dict[str, tuple[int, ...]],
-                 users: dict[int, int]) -> None:
+                 users: dict[int, int], item_tables: tuple[str, ...] = ()) -> None:
         self.cfg = cfg
         self.shared_shapes = shared_shapes
+        self.item_tables = item_tables
         self.users = users
         self.history = RunHistory(cfg.select_metric, cfg.patience)
         self._rng = random.Random(cfg.seed)
@@ -72,7 +75,8 @@ class FedRecStrategy(Strategy):
     def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
                 users: dict[int, int]) -> FedRecStrategy:
         """Build the strategy for a run; ``template`` is a backbone giving the shared shapes."""
-        return cls(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users)
+        return cls(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users,
+                   shared_item_tables(template))
 
     # --- hooks for strategies built on this one -------------------------------------------------
     def payload(self, server_round: int, user: int) -> ArrayRecord | None:
@@ -156,7 +160,9 @@ class FedRecStrategy(Strategy):
         if self.history.stopped_after is not None and server_round > self.history.stopped_after + 1:
             return None, None  # early-stopped: the remaining rounds are empty
         record = self.history.at(server_round)
-        mean, kept, evaluations, losses = WeightedMean(), {}, {}, {}
+        tables = tuple(t for t in self.item_tables if t in self.broadcast)
+        mean = UpdateMean(self.broadcast, tables, self.cfg.item_aggregation == "rows")
+        kept, evaluations, losses = {}, {}, {}
         for reply in replies:  # one at a time: a round never holds every upload
             if reply.has_error():
                 record.failed += 1
@@ -179,7 +185,7 @@ class FedRecStrategy(Strategy):
             if got.upload is None:
                 continue
             tic = time.perf_counter()
-            mean.add(got.upload, got.weight)
+            mean.add(got.upload, got.weight, got.rows)
             record.server_seconds["aggregate"] = (record.server_seconds.get("aggregate", 0.0)
                                                   + time.perf_counter() - tic)
             part = self.kept_from(got.upload)
@@ -199,7 +205,7 @@ class FedRecStrategy(Strategy):
             self._log_round(server_round)
             self.save_checkpoint(server_round, self.broadcast)
             return None, None
-        aggregated = mean.result()
+        aggregated = mean.result(self.cfg.server_lr)
         self.after_aggregate(server_round, kept, aggregated)
         record.trained = mean.count
         record.train_loss, record.kd_loss, record.kd_weight = (
@@ -277,6 +283,10 @@ class FedRecStrategy(Strategy):
         record = self.history.rounds[server_round]
         log(INFO, "[final evaluation] %.2f s | %s", seconds,
             _metrics_line(record.val, f"val after round {server_round}"))
+
+
+def shared_item_tables(model: Backbone) -> tuple[str, ...]:
+    return tuple(t for t in model.ITEM_TABLES if t in model.SHARED)
 
 
 def _rng_state(rng: random.Random) -> list:

@@ -27,7 +27,7 @@ from strategies.aggregation import changed_rows
 from strategies.backbones.base import Backbone
 from strategies.checkpoint import strip_prefix, torch_state_from_array, torch_state_to_array, with_prefix
 from strategies.config import RunConfig
-from strategies.fedrec import FedRecStrategy
+from strategies.fedrec import FedRecStrategy, shared_item_tables
 from strategies.fusion import FusionTrainer
 from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
 from strategies.records import to_record
@@ -38,7 +38,8 @@ class GFMFRStrategy(FedRecStrategy):
 
     def __init__(self, cfg: RunConfig, template: Backbone, users: dict[int, int],
                  trainer: FusionTrainer) -> None:
-        super().__init__(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users)
+        super().__init__(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users,
+                         shared_item_tables(template))
         self.backbone = type(template)
         self.options = GroupingOptions(cfg.num_groups, cfg.grouping, cfg.grouping_pca,
                                        cfg.grouping_normalize, cfg.fusion_epochs, cfg.seed,

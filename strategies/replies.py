@@ -28,6 +28,7 @@ class Reply:
     evaluation: dict[str, float] | None = None  # complete, valid ranking metrics
     upload: dict[str, np.ndarray] | None = None  # accepted (dense, clipped) shared parts
     weight: float = 0.0
+    rows: dict[str, np.ndarray] = field(default_factory=dict)  # item-table rows the client trained
     problem: str | None = None  # why the upload was refused
 
 
@@ -47,7 +48,8 @@ def read_reply(reply: Message, users: dict[int, int], broadcast: dict[str, np.nd
         out.evaluation = {k: out.metrics[k] for k in EVALUATION_KEYS}
     if p.SHARED not in reply.content.array_records:
         return out
-    arrays, problem = densify(from_record(reply.content.array_records[p.SHARED]), broadcast)
+    raw_arrays = from_record(reply.content.array_records[p.SHARED])
+    arrays, problem = densify(raw_arrays, broadcast)
     out.weight = out.metrics.get(p.NUM_EXAMPLES, 0.0)
     problem = problem or screen_upload(arrays, shapes, out.weight)
     if problem is None:
@@ -56,5 +58,6 @@ def read_reply(reply: Message, users: dict[int, int], broadcast: dict[str, np.nd
             problem = f"update norm {norm:.3g} exceeds update-norm-limit {norm_limit:.3g}"
     if problem is None:
         out.upload = clip_update(arrays, broadcast, clip)
+        out.rows = {k[: -len(p.ROWS)]: v for k, v in raw_arrays.items() if k.endswith(p.ROWS)}
     out.problem = problem
     return out

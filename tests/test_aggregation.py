@@ -5,24 +5,52 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies.aggregation import WeightedMean, densify, screen_upload
+from strategies.aggregation import UpdateMean, densify, screen_upload
 
 
-def test_weighted_mean_matches_numpy_average():
+def test_dense_parameters_are_averaged_weighted_by_examples():
     rng = np.random.default_rng(0)
-    uploads = [{"E": rng.normal(size=(3, 2)).astype(np.float32)} for _ in range(4)]
+    base = {"W": rng.normal(size=(3, 2)).astype(np.float32)}
+    uploads = [{"W": rng.normal(size=(3, 2)).astype(np.float32)} for _ in range(4)]
     weights = [1.0, 5.0, 2.0, 7.0]
-    expected = np.average(np.stack([u["E"] for u in uploads]), axis=0, weights=weights)
-    mean = WeightedMean()
+    expected = np.average(np.stack([u["W"] for u in uploads]), axis=0, weights=weights)
+    mean = UpdateMean(base)
     for upload, weight in zip(uploads, weights, strict=True):
         mean.add(upload, weight)
     assert mean.count == 4
-    assert np.allclose(mean.result()["E"], expected, atol=1e-6)
+    assert np.allclose(mean.result()["W"], expected, atol=1e-6)
+    # the server step scales item tables only: dense layers stay FedAvg
+    assert np.allclose(mean.result(3.0)["W"], expected, atol=1e-6)
 
 
-def test_weighted_mean_of_nothing_is_an_error():
+def test_item_rows_are_averaged_over_the_clients_that_trained_them():
+    base = {"E": np.zeros((4, 2), np.float32)}
+    a = {"E": np.array([[1, 1], [2, 2], [0, 0], [0, 0]], np.float32)}
+    b = {"E": np.array([[3, 3], [0, 0], [0, 0], [0, 0]], np.float32)}
+    rows = UpdateMean(base, ("E",))
+    rows.add(a, 10.0, {"E": np.array([0, 1])})
+    rows.add(b, 1.0)  # no row ids: the rows that differ from the broadcast
+    # row 0: mean of 1 and 3; row 1: only a trained it; rows 2-3: nobody, unchanged
+    assert np.allclose(rows.result()["E"], [[2, 2], [2, 2], [0, 0], [0, 0]])
+    assert np.allclose(rows.result(3.0)["E"], [[6, 6], [6, 6], [0, 0], [0, 0]])
+    fedavg = UpdateMean(base, ("E",), by_rows=False)
+    fedavg.add(a, 1.0)
+    fedavg.add(b, 1.0)
+    assert np.allclose(fedavg.result()["E"], [[2, 2], [1, 1], [0, 0], [0, 0]])
+
+
+def test_a_row_trained_to_its_broadcast_value_still_counts():
+    """Row ids sent with the upload count a client that trained a row, even if it did not move."""
+    base = {"E": np.ones((2, 2), np.float32)}
+    rows = UpdateMean(base, ("E",))
+    rows.add({"E": np.ones((2, 2), np.float32)}, 1.0, {"E": np.array([0])})
+    rows.add({"E": np.full((2, 2), 3.0, np.float32)}, 1.0, {"E": np.array([0, 1])})
+    assert np.allclose(rows.result()["E"], [[2, 2], [3, 3]])
+
+
+def test_mean_of_nothing_is_an_error():
     with pytest.raises(ValueError, match="no uploads"):
-        WeightedMean().result()
+        UpdateMean({"E": np.zeros((1, 1), np.float32)}).result()
 
 
 SHAPES = {"E": (3, 2), "b": (1,)}

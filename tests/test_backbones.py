@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -86,12 +87,14 @@ def test_fedrap_ramp_and_reference_bug():
     assert fedrap_ramp(11, reg_bug=True) == 0.0
 
 
-def test_item_tables_use_lr_times_items():
-    model = build_backbone("fedrap", N_ITEMS, Hyper(dim=DIM, lr=0.01), seed=0)
-    with model.only_items(np.array([1, 2])):  # also while training on a few rows
-        groups = model.optimizer().param_groups
-    by_lr = {round(g["lr"], 6): len(g["params"]) for g in groups}
-    assert by_lr == {0.01: 5, round(0.01 * N_ITEMS, 6): 2}
+def test_item_tables_use_item_lr_whatever_the_catalogue():
+    for n_items in (N_ITEMS, 10 * N_ITEMS):
+        model = build_backbone("fedrap", n_items, Hyper(dim=DIM, lr=0.01, item_lr=0.05,
+                                                        personal_lr=0.002), seed=0)
+        with model.only_items(np.array([1, 2])):  # also while training on a few rows
+            groups = model.optimizer().param_groups
+        by_lr = {round(g["lr"], 6): len(g["params"]) for g in groups}
+        assert by_lr == {0.01: 5, 0.05: 1, 0.002: 1}  # MLP + e_u; C; D_u
 
 
 @pytest.mark.parametrize("server_round", [1, 7])  # FedRAP's regulariser off (t = 0) and on
@@ -121,16 +124,20 @@ def test_hand_gradients_equal_autograd_on_loss(model, server_round):
         torch.testing.assert_close(grad, param.grad, msg=lambda m, name=name: f"{name}: {m}")
 
 
-def test_hand_step_is_the_optimizers_sgd_step(model):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_hand_step_is_the_autograd_step(model, optimizer):
+    model.hyper = replace(model.hyper, optimizer=optimizer, weight_decay=1e-3, item_lr=0.5)
     twin = copy.deepcopy(model)
     items, labels = torch.tensor([1, 4, 4, 9]), torch.tensor([1.0, 0.0, 1.0, 0.0])
     optimizer = model.optimizer()
     model.loss(items, labels, 5)[0].backward()
     optimizer.step()
+    twin_optimizer = twin.optimizer()
     with torch.no_grad():
         logits, _, saved = twin.forward_saved(items, 5)
         dlogits = (torch.sigmoid(logits) - labels) / len(items)
-    twin.apply_grads(twin.grads(saved, dlogits, 5), items)
+    twin.set_grads(twin.grads(saved, dlogits, 5), items)
+    twin_optimizer.step()
     for name, param in model.named_parameters():
         torch.testing.assert_close(getattr(twin, name), param, msg=lambda m, name=name: f"{name}: {m}")
 

@@ -37,6 +37,8 @@ def test_candidates_exclude_seen_items_and_negatives_exclude_training_items():
     data = _dataset([0, 0, 0, 0], [0, 1, 2, 3], [1, 2, 3, 4])
     view = leave_one_out(data, 0).client(0)
     assert list(np.flatnonzero(view.candidates(view.test_item))) == [3, 4, 5]
+    # validation never depends on the test item: it stays a candidate there
+    assert list(np.flatnonzero(view.candidates(view.val_item))) == [2, 3, 4, 5]
     items, labels = view.training_pairs(np.random.default_rng(0), neg_per_pos=20)
     assert labels.sum() == 2 and (labels == 0).sum() == 40
     # held-out items may be negatives (the device cannot know its future); training items never

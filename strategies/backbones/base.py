@@ -23,9 +23,11 @@ class Hyper:
     """Local-training hyperparameters a backbone needs (run-config keys in parentheses)."""
 
     dim: int = 64  # (latent-dim)
-    lr: float = 0.01  # (lr) SGD learning rate
-    weight_decay: float = 1e-4  # (weight-decay)
-    item_lr_scale: float = 1.0  # multiplies lr for item tables; FedRAP uses n_items
+    lr: float = 0.01  # (lr) learning rate of every parameter but the item tables
+    item_lr: float = 0.01  # (item-lr) learning rate of the shared item tables
+    personal_lr: float = 0.001  # (personal-lr) learning rate of private item tables (FedRAP's D_u)
+    weight_decay: float = 0.0  # (weight-decay)
+    optimizer: str = "adam"  # (optimizer) adam | sgd
     reg_bug: bool = False  # (fedrap-reg-bug) reproduce the reference code's zeroed regularisers
 
 
@@ -117,30 +119,38 @@ class Backbone(nn.Module):
                     setattr(self, name, param)
 
     def optimizer(self) -> torch.optim.Optimizer:
-        item_tables = set(self.ITEM_TABLES)
-        groups = [
-            {"params": [p for n, p in self.named_parameters() if n in item_tables],
-             "lr": self.hyper.lr * self.hyper.item_lr_scale},
-            {"params": [p for n, p in self.named_parameters() if n not in item_tables],
-             "lr": self.hyper.lr},
-        ]
-        return torch.optim.SGD([g for g in groups if g["params"]], lr=self.hyper.lr,
-                               weight_decay=self.hyper.weight_decay, foreach=True)
+        """The local optimiser, made afresh every round (its state is not kept between rounds).
 
-    @torch.no_grad()
-    def apply_grads(self, grads: dict[str, torch.Tensor], items: torch.Tensor) -> None:
-        """One step of ``optimizer()``'s SGD with hand gradients (``grads``), item-table row
-        gradients added at ``items``. Weight decay still shrinks every row, as the dense step."""
-        hyper = self.hyper
+        Adam's steps do not depend on the scale of a gradient, so one learning rate serves item
+        rows that appear in one example of a batch and dense layers that appear in all: with SGD
+        the item tables needed ``lr * n_items`` (FedRAP's rule), a rate that grows with the
+        catalogue. A private item table (FedRAP's ``D_u``) sees one user's data only and, as fast
+        as the shared one, memorises it: it gets its own, smaller rate (docs/training-recipe.md).
+        """
+        def lr(name: str) -> float:
+            if name not in self.ITEM_TABLES:
+                return self.hyper.lr
+            return self.hyper.personal_lr if name in self.PRIVATE else self.hyper.item_lr
+
+        by_lr: dict[float, list[nn.Parameter]] = {}
+        for name, param in self.named_parameters():
+            by_lr.setdefault(lr(name), []).append(param)
+        groups = [{"params": params, "lr": rate} for rate, params in by_lr.items()]
+        if self.hyper.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=self.hyper.lr, weight_decay=self.hyper.weight_decay,
+                                   foreach=True)
+        return torch.optim.Adam(groups, lr=self.hyper.lr, weight_decay=self.hyper.weight_decay,
+                                foreach=True)
+
+    def set_grads(self, grads: dict[str, torch.Tensor], items: torch.Tensor) -> None:
+        """Load hand gradients (``grads``) into ``.grad`` for ``optimizer()`` to step; item-table
+        row gradients are added at ``items``."""
         for name, grad in grads.items():
             param = getattr(self, name)
-            table = name in self.ITEM_TABLES
-            lr = hyper.lr * hyper.item_lr_scale if table else hyper.lr
-            param.mul_(1 - lr * hyper.weight_decay)
-            if table:
-                param.index_add_(0, items, grad, alpha=-lr)
+            if name in self.ITEM_TABLES:
+                param.grad = torch.zeros_like(param).index_add_(0, items, grad)
             else:
-                param.add_(grad, alpha=-lr)
+                param.grad = grad
 
     def get_arrays(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         return {n: getattr(self, n).detach().numpy().copy() for n in names}

@@ -27,13 +27,7 @@ def backbone_class(name: str) -> type[Backbone]:
 
 
 def build_backbone(name: str, n_items: int, hyper: Hyper, seed: int) -> Backbone:
-    """A fresh model whose every parameter is drawn from ``seed`` (reproducible on any machine).
-
-    Item tables train with ``lr * n_items``, FedRAP's rule, for every backbone: a row's gradient is
-    averaged over a batch it rarely appears in, and with plain ``lr`` the item tables of FedNCF,
-    PFedRec and FCF barely move (docs/method-notes.md has the measurement).
-    """
+    """A fresh model whose every parameter is drawn from ``seed`` (reproducible on any machine)."""
     cls = backbone_class(name)
-    hyper = Hyper(**{**hyper.__dict__, "item_lr_scale": float(n_items)})
     generator = torch.Generator().manual_seed(seed)
     return cls(n_items, hyper, generator)

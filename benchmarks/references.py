@@ -1,0 +1,141 @@
+"""Non-federated reference rows for every results table: most-popular and a centralised MF.
+
+    python -m benchmarks.references --dataset ml-100k-mm --seeds 0 1 2 --json out.json
+
+Both are computed on the federated runs' own split (``datasets.registry.load_split``) and scored by
+the clients' own metric code (``client_app.training.evaluate``), so a table can put them beside
+the federated rows. ``pop`` ranks items by training counts. ``central-mf`` is one model trained on
+every user's data at once with the backbones' loss (BCE, ``neg-per-pos`` fresh negatives per
+positive each epoch, never-trained items as negatives), d = 64, an item bias and Adam; its epoch is
+chosen on validation HR@50, as the federated runs' round is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from client_app.ranking import rank_of, ranking_metrics
+from datasets.registry import load_split
+from datasets.split import LeaveOneOut
+from strategies.protocol import TEST, VAL
+
+
+def split_metrics(scores: np.ndarray, split: LeaveOneOut, users: np.ndarray | None = None
+                  ) -> dict[str, dict[str, float]]:
+    """Mean validation and test metrics of ``scores`` (n_users x n_items, or one row for all)."""
+    totals: dict[str, dict[str, float]] = {VAL: {}, TEST: {}}
+    users = np.arange(split.n_users) if users is None else users
+    for u in users:
+        view = split.client(int(u))
+        row = scores if scores.ndim == 1 else scores[u]
+        for name, item in ((VAL, view.val_item), (TEST, view.test_item)):
+            for key, value in ranking_metrics(rank_of(row, item, view.candidates(item))).items():
+                totals[name][key] = totals[name].get(key, 0.0) + value
+    return {s: {k: v / len(users) for k, v in m.items()} for s, m in totals.items()}
+
+
+def popularity(split: LeaveOneOut) -> dict:
+    counts = np.bincount(split.train, minlength=split.n_items).astype(np.float64)
+    return {"best_epoch": 0, **split_metrics(counts, split)}
+
+
+@dataclass(frozen=True)
+class CentralMF:
+    dim: int = 64
+    lr: float = 0.003
+    weight_decay: float = 0.0
+    l2: float = 1e-5  # L2 on the embeddings of a batch, per example
+    epochs: int = 60
+    batch_size: int = 1024
+    neg_per_pos: int = 4
+    patience: int = 10
+
+
+def central_mf(split: LeaveOneOut, seed: int, hp: CentralMF = CentralMF(),
+               log: bool = False) -> dict:
+    """Train a centralised MF with item bias; test metrics at the best validation epoch."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n_users, n_items = split.n_users, split.n_items
+    users = np.repeat(np.arange(n_users), np.diff(split.indptr))
+    train = np.zeros((n_users, n_items), dtype=bool)
+    train[users, split.train] = True
+    user_emb = torch.nn.Parameter(torch.randn(n_users, hp.dim) * 0.1)
+    item_emb = torch.nn.Parameter(torch.randn(n_items, hp.dim) * 0.1)
+    item_bias = torch.nn.Parameter(torch.zeros(n_items))
+    params = [user_emb, item_emb, item_bias]
+    optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    best, best_val, since = None, -1.0, 0
+    for epoch in range(1, hp.epochs + 1):
+        neg_users = np.repeat(users, hp.neg_per_pos)
+        neg_items = rng.integers(n_items, size=neg_users.size)
+        clash = train[neg_users, neg_items]
+        while clash.any():  # resample negatives that are training positives
+            neg_items[clash] = rng.integers(n_items, size=int(clash.sum()))
+            clash = train[neg_users, neg_items]
+        u = torch.from_numpy(np.concatenate((users, neg_users)))
+        i = torch.from_numpy(np.concatenate((split.train, neg_items)))
+        y = torch.cat((torch.ones(users.size), torch.zeros(neg_users.size)))
+        order = torch.randperm(u.numel())
+        for start in range(0, u.numel(), hp.batch_size):
+            batch = order[start:start + hp.batch_size]
+            eu, ei = user_emb[u[batch]], item_emb[i[batch]]
+            logits = (eu * ei).sum(1) + item_bias[i[batch]]
+            loss = F.binary_cross_entropy_with_logits(logits, y[batch])
+            loss = loss + hp.l2 * (eu.square().sum() + ei.square().sum()) / len(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            scores = (user_emb @ item_emb.t() + item_bias).numpy()
+        metrics = split_metrics(scores, split)
+        if log:
+            print(f"epoch {epoch} val HR@50 {metrics[VAL]['HR@50']:.4f} "
+                  f"test HR@50 {metrics[TEST]['HR@50']:.4f}", flush=True)
+        if metrics[VAL]["HR@50"] > best_val:
+            best, best_val, since = {"best_epoch": epoch, **metrics}, metrics[VAL]["HR@50"], 0
+        else:
+            since += 1
+            if since >= hp.patience:
+                break
+    return best
+
+
+REFERENCES = {"pop": lambda split, seed: popularity(split), "central-mf": central_mf}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="ml-100k-mm")
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--cache-dir", default="")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = {}
+    for name, fn in REFERENCES.items():
+        for seed in args.seeds:
+            split = load_split(args.dataset, Path(args.data_dir).resolve(),
+                               Path(args.cache_dir or "/tmp").resolve(), seed)
+            result = (central_mf(split, seed, log=args.verbose) if name == "central-mf"
+                      else fn(split, seed))
+            out.setdefault(name, []).append({"seed": seed, **result})
+            print(f"{name} seed {seed}: test HR@50 {result[TEST]['HR@50']:.4f} "
+                  f"NDCG@50 {result[TEST]['NDCG@50']:.4f} (val HR@50 {result[VAL]['HR@50']:.4f}, "
+                  f"epoch {result['best_epoch']})", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
