@@ -26,8 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from strategies.config import parse_overrides
+
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("HR@10", "HR@20", "HR@50", "NDCG@10", "NDCG@20", "NDCG@50")
+NON_FEDERATED = ("pop", "central-mf")  # benchmarks.references rows
+CENTRAL = "central-mf"
 
 
 def slug(label: str) -> str:
@@ -59,6 +63,31 @@ def run(federation: str, label: str, seed: int, common: str, out: Path, engine: 
     return json.loads(summary_path.read_text())
 
 
+def references(dataset: str, seeds: list[int], common: str, out: Path) -> dict[str, list[dict]]:
+    """``pop`` and ``central-mf`` on the runs' own split and metrics, one result per seed;
+    stored in ``<out>/references.json`` so a resumed comparison does not retrain them."""
+    from benchmarks.references import REFERENCES
+    from datasets.registry import load_split
+    from strategies.config import RunConfig, parse_overrides
+
+    path = out / "references.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    for name, compute in REFERENCES.items():
+        for seed in seeds:
+            key = f"{name}-seed{seed}"
+            if key not in stored:
+                cfg = RunConfig.from_run_config({**parse_overrides(common), "dataset": dataset,
+                                                 "seed": seed})
+                split = load_split(dataset, cfg.data_path(), cfg.cache_path(), seed,
+                                   cfg.synthetic_spec())
+                result = compute(split, seed)
+                stored[key] = {"test": result["test"], "val": result["val"],
+                               "best_round": result["best_epoch"], "seconds_per_round": None}
+                out.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(stored, indent=1))
+    return {name: [stored[f"{name}-seed{seed}"] for seed in seeds] for name in REFERENCES}
+
+
 def table(results: dict[str, list[dict]]) -> list[dict]:
     rows = []
     for label, summaries in results.items():
@@ -68,8 +97,12 @@ def table(results: dict[str, list[dict]]) -> list[dict]:
             row[metric] = float(values.mean())
             row[f"{metric} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         row["best round"] = float(np.mean([s["best_round"] for s in summaries]))
-        row["s/round"] = float(np.mean([s["seconds_per_round"] for s in summaries]))
+        seconds = [s["seconds_per_round"] for s in summaries if s.get("seconds_per_round")]
+        row["s/round"] = float(np.mean(seconds)) if seconds else float("nan")
         rows.append(row)
+    central = next((r["HR@50"] for r in rows if r["run"] == CENTRAL), None)
+    for row in rows:
+        row["HR@50 / central"] = row["HR@50"] / central if central else float("nan")
     return rows
 
 
@@ -83,15 +116,22 @@ def write_outputs(rows: list[dict], results: dict[str, list[dict]], out: Path, t
     lines = [f"# {title}", "", f"Command: `{command}`", "",
              "Test metrics at each run's best-validation round (HR@50), mean ± std over seeds "
              "(a single seed shows its value alone).",
-             "s/round: wall time per round of that engine (not a speed benchmark).", "",
-             "| run | seeds | " + " | ".join(METRICS) + " | best round | s/round |",
-             "| --- |" + " ---: |" * (len(METRICS) + 3)]
+             "s/round: wall time per round of that engine (not a speed benchmark).",
+             "Rows marked *non-federated* are references on the same split and metric code "
+             "(`benchmarks/references.py`): `pop` ranks by training counts, `central-mf` is one "
+             "MF (BCE, 4 negatives, d = 64, item bias, Adam) trained on all users' data, its "
+             "epoch chosen on validation. HR@50 / central: the row's HR@50 over central-mf's.",
+             "",
+             "| run | seeds | " + " | ".join(METRICS) + " | HR@50 / central | best round | s/round |",
+             "| --- |" + " ---: |" * (len(METRICS) + 4)]
     for row in rows:
         one = row["seeds"] == 1  # no spread to show
         cells = [f"{row[m]:.4f}" if one else f"{row[m]:.4f} ± {row[m + ' std']:.4f}"
                  for m in METRICS]
-        lines.append(f"| `{row['run']}` | {row['seeds']} | " + " | ".join(cells)
-                     + f" | {row['best round']:.1f} | {row['s/round']:.1f} |")
+        label = f"`{row['run']}`" + (" *non-federated*" if row["run"] in NON_FEDERATED else "")
+        lines.append(f"| {label} | {row['seeds']} | " + " | ".join(cells)
+                     + f" | {row['HR@50 / central']:.2f} | {row['best round']:.1f} | "
+                     + ("-" if np.isnan(row["s/round"]) else f"{row['s/round']:.1f}") + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     plot_curves(results, out / "val_hr50.png", title)
 
@@ -104,6 +144,10 @@ def plot_curves(results: dict[str, list[dict]], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, summaries in results.items():
+        if label in NON_FEDERATED:
+            ax.axhline(np.mean([s["val"]["HR@50"] for s in summaries]), ls="--", lw=1,
+                       color="grey" if label == "pop" else "black", label=f"{label} (non-federated)")
+            continue
         curves = [{r["round"]: r["val"]["HR@50"] for r in s["rounds"] if r.get("val")}
                   for s in summaries]
         rounds = sorted(set.intersection(*(set(c) for c in curves)))
@@ -151,6 +195,9 @@ def main() -> None:
             print(f"{label} seed {seed}: test HR@50 {summary['test']['HR@50']:.4f} "
                   f"NDCG@50 {summary['test']['NDCG@50']:.4f} (best round "
                   f"{summary['best_round']})", flush=True)
+    dataset = parse_overrides(args.run_config).get("dataset", args.federation)
+    results.update(references(dataset, sorted({seed for _, seed in jobs}), args.run_config,
+                              args.out))
     command = "python -m benchmarks.compare " + shlex.join(sys.argv[1:])
     rows = table(results)
     write_outputs(rows, results, args.out, args.title or f"{args.federation}", command)

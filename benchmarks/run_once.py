@@ -8,6 +8,7 @@ configurations side by side on a small machine.
 from __future__ import annotations
 
 import argparse
+
 from datasets.registry import load_dataset
 from server_app.inprocess import run_inprocess
 from strategies.config import RunConfig, parse_overrides
