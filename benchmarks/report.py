@@ -131,21 +131,26 @@ def pooled(rows: list[dict]) -> dict:
     return out
 
 
-def result_rows(dataset: str) -> dict[str, dict]:
-    """Every run label in ``docs/results/<dataset>-*/table.csv``, pooled over the tables holding it."""
+def result_rows(dataset: str, recipe: bool = True) -> dict[str, dict]:
+    """Every run label in ``docs/results/<dataset>-*/table.csv``, pooled over the tables holding it.
+
+    Tables of the current training recipe (folders ``<dataset>-recipe*``) and those of the spec's
+    SGD recipe that came before (every other folder) are never pooled together."""
     found: dict[str, list[dict]] = {}
     for path in sorted((ROOT / "docs" / "results").glob(f"{dataset}-*/table.csv")):
+        if path.parent.name.startswith(f"{dataset}-recipe") != recipe:
+            continue
         with path.open() as handle:
             for row in csv.DictReader(handle):
                 found.setdefault(row["run"], []).append(row)
     return {label: pooled(rows) for label, rows in found.items()}
 
 
-def gain_section(dataset: str = "ml-100k-mm") -> list[str]:
+def gain_section(dataset: str = "ml-100k-mm", recipe: bool = True) -> list[str]:
     """GFMFR on each backbone next to that backbone's own baseline, from the comparison tables."""
     from strategies.registry import STRATEGIES
 
-    rows = result_rows(dataset)
+    rows = result_rows(dataset, recipe)
     baseline = {spec.default_backbone: name for name, spec in STRATEGIES.items() if name != "gfmfr"}
     lines = ["| backbone | baseline HR@50 | GFMFR HR@50 | change | baseline NDCG@50 | "
              "GFMFR NDCG@50 | change | seeds |", "| --- |" + " ---: |" * 7]
@@ -161,10 +166,12 @@ def gain_section(dataset: str = "ml-100k-mm") -> list[str]:
                       f"{100 * (ours[metric] / base[metric] - 1):+.1f}%"]
         lines.append(f"| `{match.group(1) or 'fedrap'}` (`{base['run']}`) | " + " | ".join(cells)
                      + f" | {base['seeds']} / {ours['seeds']} |")
+    which = ("the current training recipe (docs/training-recipe.md)" if recipe
+             else "the spec's SGD recipe, before the current one")
     if len(lines) == 2:
-        return [f"_No GFMFR run next to its baseline on {dataset} yet "
+        return [f"_No GFMFR run next to its baseline on {dataset} with {which} yet "
                 "(`python -m benchmarks.compare`)._", ""]
-    return [f"GFMFR against its own backbone on {dataset}: test metrics at the best-validation "
+    return [f"GFMFR against its own backbone on {dataset}, {which}: test metrics at the best-validation "
             "round, mean ± std over seeds (seeds: baseline / GFMFR; a run split over several "
             "tables is pooled exactly from their means and standard deviations).", "", *lines, ""]
 
@@ -215,7 +222,12 @@ def main() -> None:
             "9.8-10.0 s (A/B, same machine and hour). `wire-dtype=float16` halves what is left: "
             "FedRAP's traffic per client and round 908 KB (whole tables) -> 615 KB (default) -> "
             "310 KB; its accuracy effect is in the options table below.", "",
-            "## Accuracy", "", *gain_section(), *gain_section("ml-1m-mm"), *results_section()]
+            "## Accuracy", "",
+            "Tables under `docs/results/<dataset>-recipe*` use the current training recipe "
+            "(docs/training-recipe.md); every other table was run with the spec's SGD recipe "
+            "before it and is kept for comparison. Each table's command says how it was run.", "",
+            *gain_section(), *gain_section("ml-100k-mm", recipe=False),
+            *gain_section("ml-1m-mm", recipe=False), *results_section()]
     OUT.write_text("\n".join(text) + "\n")
     print(f"wrote {OUT}")
 

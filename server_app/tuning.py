@@ -94,6 +94,12 @@ def tune(base: dict[str, Any], space: dict[str, tuple], trials: int, out: Path,
     """Run (or resume) the study; write and return its record."""
     import optuna
 
+    from strategies.config import RunConfig
+
+    unknown = sorted(set(space) - set(RunConfig().as_dict()))
+    if unknown:
+        raise ValueError(f"the search space names unknown run-config keys: {', '.join(unknown)} "
+                         "(see the README's run-config table)")
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(

@@ -52,3 +52,9 @@ def test_search_space_syntax():
         "optimizer": ("categorical", ("adam", "sgd"))}
     with pytest.raises(ValueError, match="bad search space"):
         parse_space("lr=log:0.1")
+
+
+def test_a_misspelt_key_stops_the_study_before_any_trial(tmp_path):
+    with pytest.raises(ValueError, match="unknown run-config keys: lrr"):
+        tune({"dataset": "synthetic"}, parse_space("lrr=log:1e-3:1e-1"), 2, tmp_path)
+    assert not (tmp_path / "study.db").exists()
