@@ -34,8 +34,8 @@ STRATEGIES: dict[str, StrategySpec] = {
                                     "FedRAP as published (head on D_u + C; only C shared)"),
     "pfedrec": StrategySpec(FedRecStrategy, "pfedrec", ("pfedrec",),
                             "PFedRec (item table shared, score head private)"),
-    "gfmfr": StrategySpec(GFMFRStrategy, "fedrap",
-                          ("fedrap", "ncf", "pfedrec", "fedrap-original", "mf"),
+    "gfmfr": StrategySpec(GFMFRStrategy, "pfedrec",
+                          ("pfedrec", "fedrap", "ncf", "fedrap-original", "mf"),
                           "GFMFR: group-aware multimodal fusion + distillation over a backbone"),
 }
 
