@@ -63,7 +63,7 @@ class RunConfig:
     optimizer: str = "adam"  # adam | sgd: the local optimiser (fresh every round)
     lr: float = 0.01
     item_lr: float = 0.0  # learning rate of the shared item tables; 0 = lr
-    personal_lr: float = 0.001  # learning rate of private item tables (FedRAP's D_u)
+    personal_lr: float = 0.0001  # learning rate of private item tables (FedRAP's D_u)
     weight_decay: float = 0.0
     item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
     server_lr: float = 3.0  # server step on the mean update (FedAvg = 1)

@@ -25,7 +25,7 @@ class Hyper:
     dim: int = 64  # (latent-dim)
     lr: float = 0.01  # (lr) learning rate of every parameter but the item tables
     item_lr: float = 0.01  # (item-lr) learning rate of the shared item tables
-    personal_lr: float = 0.001  # (personal-lr) learning rate of private item tables (FedRAP's D_u)
+    personal_lr: float = 0.0001  # (personal-lr) learning rate of private item tables (FedRAP's D_u)
     weight_decay: float = 0.0  # (weight-decay)
     optimizer: str = "adam"  # (optimizer) adam | sgd
     reg_bug: bool = False  # (fedrap-reg-bug) reproduce the reference code's zeroed regularisers
