@@ -3,7 +3,7 @@
     python -m benchmarks.references --dataset ml-100k-mm --seeds 0 1 2 --json out.json
 
 Both are computed on the federated runs' own split (``datasets.registry.load_split``) and scored by
-the clients' own metric code (``client_app.training.evaluate``), so a table can put them beside
+the clients' own metric code (``client_app.training.split_metrics``), so a table can put them beside
 the federated rows. ``pop`` ranks items by training counts. ``central-mf`` is one model trained on
 every user's data at once with the backbones' loss (BCE, ``neg-per-pos`` fresh negatives per
 positive each epoch, never-trained items as negatives), d = 64, an item bias and Adam; its epoch is
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from client_app.ranking import rank_of, ranking_metrics
+from client_app.training import split_metrics as client_split_metrics
 from datasets.registry import load_split
 from datasets.split import LeaveOneOut
 from strategies.protocol import TEST, VAL
@@ -33,10 +33,9 @@ def split_metrics(scores: np.ndarray, split: LeaveOneOut, users: np.ndarray | No
     totals: dict[str, dict[str, float]] = {VAL: {}, TEST: {}}
     users = np.arange(split.n_users) if users is None else users
     for u in users:
-        view = split.client(int(u))
         row = scores if scores.ndim == 1 else scores[u]
-        for name, item in ((VAL, view.val_item), (TEST, view.test_item)):
-            for key, value in ranking_metrics(rank_of(row, item, view.candidates(item))).items():
+        for name, metrics in client_split_metrics(row, split.client(int(u))).items():
+            for key, value in metrics.items():
                 totals[name][key] = totals[name].get(key, 0.0) + value
     return {s: {k: v / len(users) for k, v in m.items()} for s, m in totals.items()}
 

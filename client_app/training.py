@@ -106,11 +106,14 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
     return total / max(batches, 1), total_kd / max(batches, 1), weight, n
 
 
+def split_metrics(scores: np.ndarray, view: ClientView) -> dict[str, dict[str, float]]:
+    """Validation and test HR/NDCG of ``scores`` (n_items,) by full ranking, per split."""
+    return {split: ranking_metrics(rank_of(scores, item, view.candidates(item)))
+            for split, item in ((VAL, view.val_item), (TEST, view.test_item))}
+
+
 def evaluate(model: Backbone, view: ClientView) -> dict[str, float]:
     """Validation and test HR/NDCG of this user's model by full ranking (wire names)."""
-    scores = model.all_scores()
-    out: dict[str, float] = {}
-    for split, item in ((VAL, view.val_item), (TEST, view.test_item)):
-        metrics = ranking_metrics(rank_of(scores, item, view.candidates(item)))
-        out.update({metric_key(split, name): value for name, value in metrics.items()})
-    return out
+    return {metric_key(split, name): value
+            for split, metrics in split_metrics(model.all_scores(), view).items()
+            for name, value in metrics.items()}

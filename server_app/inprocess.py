@@ -135,3 +135,14 @@ def run_inprocess(run_config: dict[str, Any], n_nodes: int, **grid_options: Any
                       run_config=dict(run_config))
     strategy = server_module.main(grid, context)
     return grid, strategy
+
+
+def run_dataset_inprocess(run_config: dict[str, Any]) -> Any:
+    """One SuperNode per user of the run's dataset, every message at once; returns the strategy."""
+    from datasets.registry import load_dataset
+    from strategies.config import RunConfig
+
+    cfg = RunConfig.from_run_config(run_config)
+    users = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
+                         cfg.synthetic_spec()).n_users
+    return run_inprocess({**run_config, "max-in-flight": 0}, users, record=False)[1]

@@ -74,14 +74,11 @@ def suggest(trial: Any, space: dict[str, tuple]) -> dict[str, Any]:
 def validation_score(run_config: dict[str, Any]) -> tuple[float, int | None]:
     """Run the app in-process; return (best validation select-metric, its round). Reads nothing
     but validation metrics."""
-    from datasets.registry import load_dataset
-    from server_app.inprocess import run_inprocess
+    from server_app.inprocess import run_dataset_inprocess
     from strategies.config import RunConfig
 
     cfg = RunConfig.from_run_config(run_config)
-    users = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
-                         cfg.synthetic_spec()).n_users
-    _, strategy = run_inprocess({**run_config, "max-in-flight": 0}, users, record=False)
+    strategy = run_dataset_inprocess(run_config)
     history = strategy.history
     best = history.best()
     if best is None:

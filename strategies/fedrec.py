@@ -160,8 +160,7 @@ class FedRecStrategy(Strategy):
         if self.history.stopped_after is not None and server_round > self.history.stopped_after + 1:
             return None, None  # early-stopped: the remaining rounds are empty
         record = self.history.at(server_round)
-        tables = tuple(t for t in self.item_tables if t in self.broadcast)
-        mean = UpdateMean(self.broadcast, tables, self.cfg.item_aggregation == "rows")
+        mean = UpdateMean(self.broadcast, self.item_tables, self.cfg.item_aggregation == "rows")
         kept, evaluations, losses = {}, {}, {}
         for reply in replies:  # one at a time: a round never holds every upload
             if reply.has_error():
