@@ -41,6 +41,15 @@ def data_path(context: Context, cfg: RunConfig) -> Path:
     return Path(str(folder)).expanduser().resolve() if folder else cfg.data_path()
 
 
+def noise_rng() -> np.random.Generator:
+    """A generator seeded from the operating system's entropy, for local DP noise only.
+
+    Never from the run's seed, the user or the round: the server knows all of them and could draw
+    the same noise and subtract it. DP noise is therefore not reproducible, by design.
+    """
+    return np.random.default_rng(np.random.SeedSequence(entropy=None))
+
+
 @functools.lru_cache(maxsize=4)
 def _initial_model(name: str, n_items: int, hyper_: Hyper, seed: int) -> Backbone:
     """Drawn once per process, copied per message: a copy costs a fifth of drawing the tables."""
@@ -116,8 +125,7 @@ class Session:
         if self.cfg.ldp_noise or self.cfg.ldp_clip:
             base = {k: self.received[k].astype(np.float32) for k in arrays}
             arrays = clip_update(arrays, base, self.cfg.ldp_clip)
-            noise_rng = np.random.default_rng([self.cfg.seed, self.user, server_round, 7])
-            arrays = add_noise(arrays, self.cfg.ldp_mechanism, self.cfg.ldp_noise, noise_rng)
+            arrays = add_noise(arrays, self.cfg.ldp_mechanism, self.cfg.ldp_noise, noise_rng())
         if self.cfg.sends_rows:
             for name in set(model.ITEM_TABLES) & set(model.SHARED):
                 arrays[name] = arrays[name][rows]

@@ -142,6 +142,24 @@ def test_local_dp_noise_reaches_the_server_and_the_run_completes(cache_dir, tmp_
     assert run.history.rounds[2].trained == USERS
 
 
+def test_local_dp_noise_cannot_be_regenerated_by_the_server(cache_dir, tmp_path):
+    """Two runs with the same config, seed, users and rounds: everything the server knows is
+    equal, so a noise drawn from those values would be equal too and could be subtracted."""
+    def first_upload(folder):
+        grid, _ = run_inprocess(config(cache_dir, tmp_path / folder, strategy="fedncf",
+                                       **{"ldp-noise": 0.1, "ldp-clip": 5.0,
+                                          "num-server-rounds": 1}), USERS)
+        reply = min((r for r in grid.replies_seen if p.SHARED in r.content.array_records),
+                    key=lambda r: r.content[p.METRICS][p.USER_ID])
+        return reply.content.array_records[p.SHARED]["E"].numpy()
+
+    first, second = first_upload("a"), first_upload("b")
+    # Same user, same round, same run config: only the device's own entropy tells them apart
+    assert (first != second).mean() > 0.99
+    # The noise is still the configured one: the difference of two draws has std 0.1 * 2
+    assert abs(np.std(first - second) - 0.2) < 0.02
+
+
 def test_upload_rows_and_ldp_cannot_be_combined(cache_dir, tmp_path):
     with pytest.raises(ValueError, match="upload-rows cannot be combined with ldp-noise"):
         run_inprocess(config(cache_dir, tmp_path, **{"ldp-noise": 0.1, "upload-rows": True}),
