@@ -79,7 +79,7 @@ def references(dataset: str, seeds: list[int], common: str, out: Path) -> dict[s
                 cfg = RunConfig.from_run_config({**parse_overrides(common), "dataset": dataset,
                                                  "seed": seed})
                 split = load_split(dataset, cfg.data_path(), cfg.cache_path(), seed,
-                                   cfg.synthetic_spec())
+                                   cfg.synthetic_spec(), cfg.cold_items)
                 result = compute(split, seed)
                 stored[key] = {"test": result["test"], "val": result["val"],
                                "best_round": result["best_epoch"], "seconds_per_round": None}

@@ -37,8 +37,9 @@ def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
     metrics = {p.USER_ID: session.user}
     tic = time.perf_counter()
+    teacher = session.teacher(msg.content)
     if config.get(p.DO_EVALUATE, False):
-        metrics.update(evaluate_model(model, session.view))
+        metrics.update(evaluate_model(model, session.view, session.cold_scorer(msg.content)))
         metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
     rnd = int(config[p.SERVER_ROUND])
     kd_weight = session.kd_weight()
@@ -46,7 +47,7 @@ def train(msg: Message, context: Context) -> Message:
     result = train_local(model, session.view, session.rng(rnd), epochs=session.cfg.local_epochs,
                          batch_size=session.cfg.batch_size, neg_per_pos=session.cfg.neg_per_pos,
                          server_round=rnd, num_rounds=session.cfg.num_server_rounds,
-                         teacher=session.teacher(msg.content), kd_weight=kd_weight)
+                         teacher=teacher, kd_weight=kd_weight)
     save_private(context, session.user, model.private_arrays(), kd_weight.ema, rnd,
                  session.cfg.client_state_dir, session.run_key)
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,
@@ -61,7 +62,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     session = Session.open(context)
     model = session.model(msg.content)
     tic = time.perf_counter()
-    metrics = {p.USER_ID: session.user, **evaluate_model(model, session.view)}
+    metrics = {p.USER_ID: session.user,
+               **evaluate_model(model, session.view, session.cold_scorer(msg.content))}
     metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
     return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)
 

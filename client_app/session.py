@@ -75,7 +75,7 @@ class Session:
                              "with --node-config 'partition-id=<user> num-partitions=<users>'.")
         user = int(context.node_config["partition-id"])
         split = load_split(cfg.dataset, data_path(context, cfg), cfg.cache_path(), cfg.seed,
-                           cfg.synthetic_spec())
+                           cfg.synthetic_spec(), cfg.cold_items)
         split.client(user)  # range check with a clear message
         return cls(context, cfg, user, split)
 
@@ -138,7 +138,14 @@ class Session:
 
     def teacher(self, content: RecordDict) -> Teacher | None:
         """The group teacher GFMFR sent, or None (no group yet, or distillation off)."""
-        if p.GROUP not in content.array_records or self.cfg.kd_weight == "none":
+        if self.cfg.kd_weight == "none":
+            return None
+        return self.cold_scorer(content)
+
+    def cold_scorer(self, content: RecordDict) -> Teacher | None:
+        """What scores new items (cold start): the group's teacher when GFMFR sent one, whether
+        or not distillation is on."""
+        if p.GROUP not in content.array_records:
             return None
         payload = from_record(content.array_records[p.GROUP])
         return Teacher(probs_all=payload.get(p.TEACHER_PROBS),

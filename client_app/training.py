@@ -16,7 +16,7 @@ from client_app.ranking import rank_of, ranking_metrics
 from datasets.split import ClientView
 from strategies.backbones.base import Backbone
 from strategies.distillation import LocalTeacher, Teacher, kd_loss, student_dlogits
-from strategies.protocol import TEST, VAL, metric_key
+from strategies.protocol import COLD, TEST, VAL, metric_key
 
 
 @dataclass
@@ -106,14 +106,29 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
     return total / max(batches, 1), total_kd / max(batches, 1), weight, n
 
 
-def split_metrics(scores: np.ndarray, view: ClientView) -> dict[str, dict[str, float]]:
-    """Validation and test HR/NDCG of ``scores`` (n_items,) by full ranking, per split."""
-    return {split: ranking_metrics(rank_of(scores, item, view.candidates(item)))
-            for split, item in ((VAL, view.val_item), (TEST, view.test_item))}
+def split_metrics(scores: np.ndarray, view: ClientView, cold_scores: np.ndarray | None = None
+                  ) -> dict[str, dict[str, float]]:
+    """Validation and test HR/NDCG of ``scores`` (n_items,) by full ranking, per split; with new
+    items (cold start), also ``cold``: the mean over this user's held-out new items, each ranked
+    among the new items the user did not interact with, by ``cold_scores`` (default ``scores``)."""
+    out = {split: ranking_metrics(rank_of(scores, item, view.candidates(item)))
+           for split, item in ((VAL, view.val_item), (TEST, view.test_item))}
+    if view.cold_items.size:
+        cold = scores if cold_scores is None else cold_scores
+        per_item = [ranking_metrics(rank_of(cold, int(i), view.cold_candidates(int(i))))
+                    for i in view.cold_items]
+        out[COLD] = {k: float(np.mean([m[k] for m in per_item])) for k in per_item[0]}
+    return out
 
 
-def evaluate(model: Backbone, view: ClientView) -> dict[str, float]:
-    """Validation and test HR/NDCG of this user's model by full ranking (wire names)."""
+def evaluate(model: Backbone, view: ClientView, teacher: Teacher | None = None
+             ) -> dict[str, float]:
+    """Validation and test HR/NDCG of this user's model by full ranking (wire names).
+
+    New items have no trained rows; with a GFMFR group teacher they are scored by it (the
+    group's fused embeddings of their content), without one by the model as it is."""
+    scores = model.all_scores()
+    cold = teacher.all_scores(model) if teacher is not None and view.cold_items.size else None
     return {metric_key(split, name): value
-            for split, metrics in split_metrics(model.all_scores(), view).items()
+            for split, metrics in split_metrics(scores, view, cold).items()
             for name, value in metrics.items()}

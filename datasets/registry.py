@@ -56,6 +56,8 @@ def load_dataset(name: str, data_dir: Path, cache_dir: Path,
 
 @lru_cache(maxsize=4)
 def load_split(name: str, data_dir: Path, cache_dir: Path, seed: int,
-               synthetic: SyntheticSpec = SyntheticSpec()) -> LeaveOneOut:
-    """The leave-one-out split of a dataset, memoised like ``load_dataset``."""
-    return leave_one_out(load_dataset(name, data_dir, cache_dir, synthetic), seed)
+               synthetic: SyntheticSpec = SyntheticSpec(), cold_items: float = 0.0
+               ) -> LeaveOneOut:
+    """The leave-one-out split of a dataset (``cold_items``: share of new items held out),
+    memoised like ``load_dataset``."""
+    return leave_one_out(load_dataset(name, data_dir, cache_dir, synthetic), seed, cold_items)

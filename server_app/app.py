@@ -76,6 +76,8 @@ def _log_final(content: dict, path: Path) -> None:
     log(INFO, "best validation round %d (%s)", content["best_round"], content["select_metric"])
     log(INFO, "  val : %s", fmt(content["val"]))
     log(INFO, "  test: %s", fmt(content["test"]))
+    if content.get("cold"):
+        log(INFO, "  cold: %s (new items, ranked among new items)", fmt(content["cold"]))
     if content["seconds_per_round"] is not None:
         log(INFO, "%.2f s per round, %.1f s in all; results in %s", content["seconds_per_round"],
             content["total_seconds"], path)

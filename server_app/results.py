@@ -31,6 +31,7 @@ def summary(cfg: RunConfig, history: RunHistory, backbone: str, dataset: str,
         "select_metric": cfg.select_metric,
         "val": best.val if best else None,
         "test": best.test if best else None,
+        **({"cold": best.cold} if best and best.cold else {}),
         "early_stopped_after": history.stopped_after,
         "seconds_per_round": history.seconds_per_round(),
         "total_seconds": total_seconds,
@@ -46,11 +47,12 @@ def write_results(directory: Path, content: dict[str, Any]) -> Path:
     _atomic_write(path, json.dumps(content, indent=2, default=float))
     columns = ["round", "seconds", "trained", "failed", "rejected", "train_loss", "kd_loss",
                "kd_weight", "evaluated_users"]
-    columns += [f"val_{m}" for m in RANKING_METRICS] + [f"test_{m}" for m in RANKING_METRICS]
+    splits = ("val", "test", "cold") if "cold" in content else ("val", "test")
+    columns += [f"{split}_{m}" for split in splits for m in RANKING_METRICS]
     rows = []
     for r in content["rounds"]:
         row = {c: r.get(c) for c in columns[:9]}
-        for split in ("val", "test"):
+        for split in splits:
             for m in RANKING_METRICS:
                 row[f"{split}_{m}"] = (r.get(split) or {}).get(m)
         rows.append(row)

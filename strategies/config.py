@@ -40,6 +40,7 @@ class RunConfig:
     eval_every: int = 1
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
     select_metric: str = "HR@50"
+    cold_items: float = 0.0  # share of items held out as new (cold start); 0 = none
     # federation
     fraction_train: float = 1.0
     min_nodes: int = 0  # 0 = one SuperNode per user of the dataset
@@ -128,6 +129,7 @@ class RunConfig:
             (self.min_nodes >= 0, "min-nodes must be >= 0"),
             (self.round_timeout > 0, "round-timeout must be > 0"),
             (self.min_replies >= 1, "min-replies must be >= 1"),
+            (0.0 <= self.cold_items < 1.0, "cold-items must be in [0, 1) (0 = no new items)"),
             (not self.resume or bool(self.run_name),
              "resume needs the run-name of the run to continue"),
         ]

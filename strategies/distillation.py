@@ -25,6 +25,15 @@ class Teacher:
     probs_all: np.ndarray | None = None  # (n_items,)
     item_vectors: np.ndarray | None = None  # (n_items, d)
 
+    def all_scores(self, model: Backbone) -> np.ndarray:
+        """(n_items,) the teacher's scores of every item (ranked, never trained on): how GFMFR
+        scores new items, whose rows in the shared tables were never trained."""
+        if self.probs_all is not None:
+            return self.probs_all.astype(np.float32)
+        with torch.no_grad():
+            items = torch.arange(self.item_vectors.shape[0])
+            return model.score(items, torch.from_numpy(self.item_vectors)).numpy()
+
     def restrict(self, rows: np.ndarray) -> LocalTeacher:
         """The teacher on the item rows a local training round uses (see Backbone.only_items)."""
         if self.probs_all is not None:

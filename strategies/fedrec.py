@@ -80,7 +80,8 @@ class FedRecStrategy(Strategy):
 
     # --- hooks for strategies built on this one -------------------------------------------------
     def payload(self, server_round: int, user: int) -> ArrayRecord | None:
-        """Extra per-user record sent with a training message (GFMFR's group teacher)."""
+        """Extra per-user record sent with a training message (GFMFR's group teacher), and with
+        evaluation messages when there are new items to score (cold start)."""
         return None
 
     def kept_from(self, upload: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -147,7 +148,9 @@ class FedRecStrategy(Strategy):
                                         p.DO_EVALUATE: evaluate,
                                         p.STATE_ROUND: server_round - 1}),
             })
-            extra = self.payload(server_round, self.users[node]) if train else None
+            # the group payload also scores new items when evaluating (cold start)
+            wanted = train or (evaluate and self.cfg.cold_items > 0)
+            extra = self.payload(server_round, self.users[node]) if wanted else None
             if extra is not None:
                 content[p.GROUP] = extra
             kind = MessageType.TRAIN if train else MessageType.EVALUATE
@@ -226,8 +229,16 @@ class FedRecStrategy(Strategy):
         config = ConfigRecord({p.SERVER_ROUND: server_round, p.DO_TRAIN: False,
                                p.DO_EVALUATE: True, p.STATE_ROUND: server_round})
         arrays = self._on_wire(arrays)
-        return [Message(RecordDict({p.SHARED: arrays, p.CONFIG: config}), dst_node_id=node,
-                        message_type=MessageType.EVALUATE) for node in self.users]
+        messages = []
+        for node in self.users:
+            content = RecordDict({p.SHARED: arrays, p.CONFIG: config})
+            # GFMFR scores new items (cold start) with its group payload
+            extra = self.payload(server_round, self.users[node]) if self.cfg.cold_items else None
+            if extra is not None:
+                content[p.GROUP] = extra
+            messages.append(Message(content, dst_node_id=node,
+                                    message_type=MessageType.EVALUATE))
+        return messages
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:

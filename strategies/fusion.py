@@ -122,13 +122,17 @@ class FusionTrainer:
         self.net = FusionNetwork(n_groups, text.shape[1], image.shape[1], d, operator, seed)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
 
-    def fit(self, groups: np.ndarray, targets: np.ndarray, epochs: int) -> list[float]:
-        """Train on ``targets`` (len(groups), n_items, d); returns the loss of every epoch."""
+    def fit(self, groups: np.ndarray, targets: np.ndarray, epochs: int,
+            rows: np.ndarray | None = None) -> list[float]:
+        """Train on ``targets`` (len(groups), n_items, d), on the item ``rows`` (bool mask; None:
+        all) only; returns the loss of every epoch."""
         g = torch.from_numpy(np.asarray(groups, dtype=np.int64))
         y = torch.from_numpy(np.asarray(targets, dtype=np.float32))
+        keep = slice(None) if rows is None or rows.all() else torch.from_numpy(np.flatnonzero(rows))
+        text, image, mask, y = self.text[keep], self.image[keep], self.mask[keep], y[:, keep]
         losses = []
         for _ in range(epochs):
-            loss = F.mse_loss(self.net(g, self.text, self.image, self.mask), y)
+            loss = F.mse_loss(self.net(g, text, image, mask), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -95,7 +95,8 @@ class GFMFRStrategy(FedRecStrategy):
         self._records = self._to_records(payloads)
 
     def payload(self, server_round: int, user: int) -> ArrayRecord | None:
-        if self.cfg.kd_weight == "none" or user not in self.groups.assignment:
+        needed = self.cfg.kd_weight != "none" or self.cfg.cold_items > 0
+        if not needed or user not in self.groups.assignment:
             return None
         return self._records.get(self.groups.assignment[user])
 

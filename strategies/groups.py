@@ -63,9 +63,11 @@ def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
     table, base = backbone.ITEM_TABLE, sent[backbone.ITEM_TABLE]
     targets = np.stack([_mean_table([uploads[u] for u in members[k]], table, base)
                         for k in groups])
-    losses = state.trainer.fit(groups, targets, options.fusion_epochs)
+    trained = _trained_rows(uploads.values(), table, base.shape[0])
+    losses = state.trainer.fit(groups, targets, options.fusion_epochs, trained)
     tables = state.trainer.tables(groups)  # Q_k
-    r2 = 1.0 - float(np.mean((tables - targets) ** 2)) / max(float(np.var(targets)), 1e-12)
+    fit, goal = tables[:, trained], targets[:, trained]
+    r2 = 1.0 - float(np.mean((fit - goal) ** 2)) / max(float(np.var(goal)), 1e-12)
     payloads = dict(state.payloads)
     for k, table in zip(groups.tolist(), tables, strict=True):
         payloads[k] = _payload(k, table, [uploads[u] for u in members[k]], backbone,
@@ -93,6 +95,20 @@ def _regroup(previous: dict[int, int], uploads: dict[int, dict[str, np.ndarray]]
     labels = align(previous, users, labels, options.n_groups)
     assignment.update(zip(users, labels.tolist(), strict=True))
     return assignment
+
+
+def _trained_rows(uploads, name: str, n_rows: int) -> np.ndarray:
+    """(n_rows,) bool: the rows some client trained this round. Only they are fusion targets: a
+    row nobody trained (a new item, cold start) still holds its random initial values, and
+    fitting content to noise would teach the fusion network nothing."""
+    rows = np.zeros(n_rows, dtype=bool)
+    for upload in uploads:
+        ids = upload.get(name + p.ROWS)
+        if ids is None:
+            rows[:] = True
+            break
+        rows[ids] = True
+    return rows if rows.any() else np.ones(n_rows, dtype=bool)
 
 
 def _mean_table(members: list[dict[str, np.ndarray]], name: str, base: np.ndarray

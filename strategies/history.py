@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from strategies.protocol import RANKING_METRICS, TEST, VAL, metric_key
+from strategies.protocol import COLD, RANKING_METRICS, TEST, VAL, metric_key
 
 
 @dataclass
@@ -25,6 +25,7 @@ class RoundRecord:
     kd_weight: float | None = None
     val: dict[str, float] | None = None  # metrics of the model after this round
     test: dict[str, float] | None = None
+    cold: dict[str, float] | None = None  # new items (cold-items > 0), over users who have any
     evaluated_users: int = 0
     client_seconds: dict[str, float] = field(default_factory=dict)  # train/eval, summed
     groups: dict | None = None  # GFMFR: group sizes, fusion fit
@@ -54,11 +55,13 @@ class RunHistory:
             return
         record = self.at(server_round)
         record.evaluated_users = len(per_user)
-        for split in (VAL, TEST):
-            averaged = {m: float(np.mean([per_user[u][metric_key(split, m)]
-                                          for u in sorted(per_user)]))  # arrival order free
-                        for m in RANKING_METRICS}
-            setattr(record, split, averaged)
+        for split in (VAL, TEST, COLD):
+            users = [u for u in sorted(per_user)  # sorted: arrival order free
+                     if metric_key(split, RANKING_METRICS[0]) in per_user[u]]
+            if users:
+                setattr(record, split, {m: float(np.mean([per_user[u][metric_key(split, m)]
+                                                          for u in users]))
+                                        for m in RANKING_METRICS})
         best = self.best()
         if best is None or record.val[self.select_metric] > best.val[self.select_metric]:
             self.best_round, self._since_best = server_round, 0

@@ -39,6 +39,8 @@ KS = (10, 20, 50)
 RANKING_METRICS = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in KS)
 VAL = "val"
 TEST = "test"
+COLD = "cold"  # held-out interactions with new items (cold start), ranked among new items
+SPLITS = (VAL, TEST, COLD)
 
 
 def metric_key(split: str, metric: str) -> str:
@@ -50,6 +52,6 @@ def metric_key(split: str, metric: str) -> str:
 # item id, a score or a parameter (tests check every reply of every strategy against this).
 CLIENT_METRICS = frozenset({USER_ID, NUM_EXAMPLES, TRAIN_LOSS, KD_LOSS, KD_WEIGHT, TRAIN_SECONDS,
                             EVAL_SECONDS, "num-users", "num-partitions",
-                            *(metric_key(s, m) for s in (VAL, TEST) for m in RANKING_METRICS)})
+                            *(metric_key(s, m) for s in SPLITS for m in RANKING_METRICS)})
 
 

@@ -46,6 +46,9 @@ def read_reply(reply: Message, users: dict[int, int], broadcast: dict[str, np.nd
         return out
     if all(k in out.metrics and 0.0 <= out.metrics[k] <= 1.0 for k in EVALUATION_KEYS):
         out.evaluation = {k: out.metrics[k] for k in EVALUATION_KEYS}
+        cold = [p.metric_key(p.COLD, m) for m in p.RANKING_METRICS]  # only users with new items
+        if all(k in out.metrics and 0.0 <= out.metrics[k] <= 1.0 for k in cold):
+            out.evaluation.update({k: out.metrics[k] for k in cold})
     if p.SHARED not in reply.content.array_records:
         return out
     raw_arrays = from_record(reply.content.array_records[p.SHARED])

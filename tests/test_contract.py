@@ -7,6 +7,8 @@ result, and GFMFR with one group and no distillation is its backbone, run for ru
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -195,3 +197,26 @@ def test_windowed_grid_streams_replies_lazily(cache_dir, tmp_path):
     assert len(inner.sent) == 4  # one window, not the whole round
     assert not first.has_error()
     assert len([first, *replies]) == USERS
+
+
+def test_gfmfr_recommends_new_items_from_their_content(cache_dir, tmp_path):
+    """Cold start: 40% of the items are new. The backbone cannot place them (their rows were
+    never trained); GFMFR scores them with its group's fused embeddings of their content."""
+    def run(strategy, backbone=""):
+        cfg = {**config(cache_dir, tmp_path / strategy, strategy=strategy, backbone=backbone),
+               "synthetic-users": 40, "synthetic-items": 80, "synthetic-interactions": 16,
+               "num-server-rounds": 8, "num-groups": 2, "cold-items": 0.4,
+               "select-metric": "HR@10", "run-name": "run"}
+        del cfg["lr"]
+        return run_inprocess(cfg, 40)
+
+    grid, gfmfr = run("gfmfr", "pfedrec")
+    _, backbone = run("pfedrec")
+    last = {name: r.history.rounds[8].cold["HR@10"] for name, r in
+            (("gfmfr", gfmfr), ("pfedrec", backbone))}
+    assert last["gfmfr"] > last["pfedrec"] + 0.15, last
+    # the final evaluation sends each user its group's payload: that is what scores new items
+    final = [m for m in grid.sent if m.metadata.message_type == "evaluate"]
+    assert final and all(p.GROUP in m.content.array_records for m in final)
+    summary = json.loads((tmp_path / "gfmfr" / "run" / "summary.json").read_text())
+    assert set(summary["cold"]) == set(p.RANKING_METRICS)
