@@ -134,7 +134,8 @@ class ClientView:
         The held-out validation and test items can be drawn as negatives, as on a real device
         that cannot know its future: excluding them would leave them the only items never
         pushed down, which personal item tables (FedRAP's D_u) turn into a leak of the answer.
-        New items (cold start) are never negatives: they are not in the catalogue yet. Returns ``(items, labels)`` in a random order; call once per round to resample negatives.
+        New items (cold start) are never negatives: they are not in the catalogue yet.
+        Returns ``(items, labels)`` in a random order; call once per round to resample negatives.
         """
         train = np.zeros(self.n_items, dtype=bool) if self.cold is None else self.cold.copy()
         train[self.train_items] = True  # (and new items: they are not in the catalogue yet)
