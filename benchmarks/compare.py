@@ -30,8 +30,9 @@ from strategies.config import parse_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("HR@10", "HR@20", "HR@50", "NDCG@10", "NDCG@20", "NDCG@50")
-NON_FEDERATED = ("pop", "central-mf")  # benchmarks.references rows
+NON_FEDERATED = ("pop", "central-mf", "random", "content")  # benchmarks.references rows
 CENTRAL = "central-mf"
+COLD_METRICS = ("HR@10", "HR@50", "NDCG@10")  # shown for new items when a run has cold-items
 
 
 def slug(label: str) -> str:
@@ -66,26 +67,31 @@ def run(federation: str, label: str, seed: int, common: str, out: Path, engine: 
 def references(dataset: str, seeds: list[int], common: str, out: Path) -> dict[str, list[dict]]:
     """``pop`` and ``central-mf`` on the runs' own split and metrics, one result per seed;
     stored in ``<out>/references.json`` so a resumed comparison does not retrain them."""
-    from benchmarks.references import REFERENCES
+    from benchmarks.references import REFERENCES, cold_references
     from datasets.registry import load_split
     from strategies.config import RunConfig, parse_overrides
 
     path = out / "references.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
-    for name, compute in REFERENCES.items():
-        for seed in seeds:
+    names = list(REFERENCES)
+    for seed in seeds:
+        cfg = RunConfig.from_run_config({**parse_overrides(common), "dataset": dataset,
+                                         "seed": seed})
+        # new items (cold start): also random ranking and content alone
+        computes = {**REFERENCES, **(cold_references(cfg) if cfg.cold_items else {})}
+        names = list(computes)
+        for name, compute in computes.items():
             key = f"{name}-seed{seed}"
             if key not in stored:
-                cfg = RunConfig.from_run_config({**parse_overrides(common), "dataset": dataset,
-                                                 "seed": seed})
                 split = load_split(dataset, cfg.data_path(), cfg.cache_path(), seed,
                                    cfg.synthetic_spec(), cfg.cold_items)
                 result = compute(split, seed)
                 stored[key] = {"test": result["test"], "val": result["val"],
-                               "best_round": result["best_epoch"], "seconds_per_round": None}
+                               "best_round": result["best_epoch"], "seconds_per_round": None,
+                               **({"cold": result["cold"]} if "cold" in result else {})}
                 out.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(stored, indent=1))
-    return {name: [stored[f"{name}-seed{seed}"] for seed in seeds] for name in REFERENCES}
+    return {name: [stored[f"{name}-seed{seed}"] for seed in seeds] for name in names}
 
 
 def table(results: dict[str, list[dict]]) -> list[dict]:
@@ -96,6 +102,11 @@ def table(results: dict[str, list[dict]]) -> list[dict]:
             values = np.array([s["test"][metric] for s in summaries])
             row[metric] = float(values.mean())
             row[f"{metric} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        if all(s.get("cold") for s in summaries):  # new items (cold-items > 0)
+            for metric in COLD_METRICS:
+                values = np.array([s["cold"][metric] for s in summaries])
+                row[f"cold {metric}"] = float(values.mean())
+                row[f"cold {metric} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         row["best round"] = float(np.mean([s["best_round"] for s in summaries]))
         seconds = [s["seconds_per_round"] for s in summaries if s.get("seconds_per_round")]
         row["s/round"] = float(np.mean(seconds)) if seconds else float("nan")
@@ -109,8 +120,10 @@ def table(results: dict[str, list[dict]]) -> list[dict]:
 def write_outputs(rows: list[dict], results: dict[str, list[dict]], out: Path, title: str,
                   command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    cold = [f"cold {m}" for m in COLD_METRICS if any(f"cold {m}" in row for row in rows)]
     with (out / "table.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     lines = [f"# {title}", "", f"Command: `{command}`", "",
@@ -121,13 +134,19 @@ def write_outputs(rows: list[dict], results: dict[str, list[dict]], out: Path, t
              "(`benchmarks/references.py`): `pop` ranks by training counts, `central-mf` is one "
              "MF (BCE, 4 negatives, d = 64, item bias, Adam) trained on all users' data, its "
              "epoch chosen on validation. HR@50 / central: the row's HR@50 over central-mf's.",
+             *(["New items (cold start, `cold-items`): each user's held-out interactions with "
+                "new items, ranked among the new items the user did not interact with (`cold` "
+                "columns). `random` ranks at random; `content` ranks by the cosine of each "
+                "item's content features (text, image) to the user's mean over its training "
+                "items."] if cold else []),
              "",
-             "| run | seeds | " + " | ".join(METRICS) + " | HR@50 / central | best round | s/round |",
-             "| --- |" + " ---: |" * (len(METRICS) + 4)]
+             "| run | seeds | " + " | ".join(METRICS + tuple(cold))
+             + " | HR@50 / central | best round | s/round |",
+             "| --- |" + " ---: |" * (len(METRICS) + len(cold) + 4)]
     for row in rows:
         one = row["seeds"] == 1  # no spread to show
-        cells = [f"{row[m]:.4f}" if one else f"{row[m]:.4f} ± {row[m + ' std']:.4f}"
-                 for m in METRICS]
+        cells = [("-" if m not in row else f"{row[m]:.4f}" if one
+                  else f"{row[m]:.4f} ± {row[m + ' std']:.4f}") for m in METRICS + tuple(cold)]
         label = f"`{row['run']}`" + (" *non-federated*" if row["run"] in NON_FEDERATED else "")
         lines.append(f"| {label} | {row['seeds']} | " + " | ".join(cells)
                      + f" | {row['HR@50 / central']:.2f} | {row['best round']:.1f} | "

@@ -29,15 +29,18 @@ from strategies.protocol import TEST, VAL
 
 def split_metrics(scores: np.ndarray, split: LeaveOneOut, users: np.ndarray | None = None
                   ) -> dict[str, dict[str, float]]:
-    """Mean validation and test metrics of ``scores`` (n_users x n_items, or one row for all)."""
+    """Mean validation and test metrics of ``scores`` (n_users x n_items, or one row for all);
+    with new items (cold start) also ``cold``, over the users who have any."""
     totals: dict[str, dict[str, float]] = {VAL: {}, TEST: {}}
+    counts: dict[str, int] = {}
     users = np.arange(split.n_users) if users is None else users
     for u in users:
         row = scores if scores.ndim == 1 else scores[u]
         for name, metrics in client_split_metrics(row, split.client(int(u))).items():
+            counts[name] = counts.get(name, 0) + 1
             for key, value in metrics.items():
-                totals[name][key] = totals[name].get(key, 0.0) + value
-    return {s: {k: v / len(users) for k, v in m.items()} for s, m in totals.items()}
+                totals.setdefault(name, {})[key] = totals.get(name, {}).get(key, 0.0) + value
+    return {s: {k: v / counts[s] for k, v in m.items()} for s, m in totals.items()}
 
 
 def popularity(split: LeaveOneOut) -> dict:
@@ -66,6 +69,8 @@ def central_mf(split: LeaveOneOut, seed: int, hp: CentralMF = CentralMF(),
     users = np.repeat(np.arange(n_users), np.diff(split.indptr))
     train = np.zeros((n_users, n_items), dtype=bool)
     train[users, split.train] = True
+    if split.cold is not None:
+        train[:, split.cold] = True  # new items (cold start) are never negatives
     user_emb = torch.nn.Parameter(torch.randn(n_users, hp.dim) * 0.1)
     item_emb = torch.nn.Parameter(torch.randn(n_items, hp.dim) * 0.1)
     item_bias = torch.nn.Parameter(torch.zeros(n_items))
@@ -105,6 +110,47 @@ def central_mf(split: LeaveOneOut, seed: int, hp: CentralMF = CentralMF(),
             if since >= hp.patience:
                 break
     return best
+
+
+def content_profile(split: LeaveOneOut, text: np.ndarray, image: np.ndarray,
+                    image_mask: np.ndarray) -> dict:
+    """Content alone: each user's mean content feature over the items it trained on, against
+    every item's feature by cosine. What a content-based recommender gets from the features the
+    server holds: the reference for GFMFR's new-item (cold start) scores."""
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = x - x.mean(0)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+
+    items = np.concatenate((unit(text), unit(image) * image_mask[:, None]), axis=1)
+    users = np.repeat(np.arange(split.n_users), np.diff(split.indptr))
+    profiles = np.zeros((split.n_users, items.shape[1]))
+    np.add.at(profiles, users, items[split.train])
+    scores = unit(profiles) @ (items / np.maximum(np.linalg.norm(items, axis=1,
+                                                                 keepdims=True), 1e-8)).T
+    return {"best_epoch": 0, **split_metrics(scores, split)}
+
+
+def random_ranking(split: LeaveOneOut, seed: int) -> dict:
+    scores = np.random.default_rng([seed, 1]).random((split.n_users, split.n_items))
+    return {"best_epoch": 0, **split_metrics(scores, split)}
+
+
+def cold_references(cfg) -> dict:
+    """The references of a cold-start table (``cfg``: the runs' RunConfig): random ranking and
+    content alone, the latter on the features GFMFR's server uses (encoded once, cached)."""
+    from datasets.registry import load_dataset
+    from encoders.features import item_features
+
+    def content(split: LeaveOneOut, seed: int) -> dict:
+        catalog = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
+                               cfg.synthetic_spec()).catalog
+        features = item_features(catalog, text_encoder=cfg.text_encoder,
+                                 image_encoder=cfg.image_encoder,
+                                 cache_dir=cfg.cache_path() / "encoders",
+                                 clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained)
+        return content_profile(split, features.text, features.image, features.image_mask)
+
+    return {"random": random_ranking, "content": content}
 
 
 REFERENCES = {"pop": lambda split, seed: popularity(split), "central-mf": central_mf}
