@@ -26,7 +26,7 @@ from strategies.backbones.base import Backbone, Hyper
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
 from strategies.distillation import Teacher
-from strategies.privacy import add_noise, clip_update
+from strategies.privacy import CLIP_NORM, add_noise, clip_update
 from strategies.records import from_record
 from strategies.registry import backbone_name, hyper
 
@@ -122,10 +122,13 @@ class Session:
         the trained item-table rows (with their ids) when ``sends_rows``, in
         ``wire-dtype``."""
         arrays = model.shared_arrays()
-        if self.cfg.ldp_noise or self.cfg.ldp_clip:
+        if self.cfg.ldp_on or self.cfg.ldp_clip:
             base = {k: self.received[k].astype(np.float32) for k in arrays}
-            arrays = clip_update(arrays, base, self.cfg.ldp_clip)
-            arrays = add_noise(arrays, self.cfg.ldp_mechanism, self.cfg.ldp_noise, noise_rng())
+            mechanism = self.cfg.ldp_mechanism
+            arrays = clip_update(arrays, base, self.cfg.ldp_clip, CLIP_NORM[mechanism])
+            budget = self.cfg.ldp_budget()
+            scale = budget.scale if budget is not None else self.cfg.ldp_noise
+            arrays = add_noise(arrays, mechanism, scale, noise_rng())
         if self.cfg.sends_rows:
             for name in set(model.ITEM_TABLES) & set(model.SHARED):
                 arrays[name] = arrays[name][rows]

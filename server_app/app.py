@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,15 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
                           cfg.node_wait, cfg.round_timeout)
     strategy = spec.strategy.for_run(cfg, template, dataset, users)
+    budget = cfg.ldp_budget()
+    if budget is not None:
+        log(INFO, "local DP: %s noise of scale %.4g on updates clipped to %s %.4g: epsilon %.4g "
+            "per round, %.4g over %d rounds (delta %.2g, %s)", budget.mechanism, budget.scale,
+            budget.as_dict()["clip_norm"], budget.clip, budget.epsilon_round, budget.epsilon,
+            budget.rounds, budget.delta, budget.as_dict()["accountant"])
+    elif cfg.ldp_noise:
+        log(WARNING, "local DP noise without ldp-clip: the update is unbounded, so the noise "
+            "buys no finite privacy budget; set ldp-clip (or use ldp-epsilon)")
     log(INFO, "strategy %s (%s), backbone %s", cfg.strategy, spec.description, backbone)
     run_dir = Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone)
     strategy.checkpoint_path = run_dir / "checkpoint.npz"
@@ -55,7 +64,8 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
         strategy.start(grid, to_record(shared), num_rounds=cfg.num_server_rounds - done,
                        timeout=cfg.round_timeout)
     content = summary(cfg, strategy.history, backbone, dataset.describe(),
-                      time.perf_counter() - start)
+                      time.perf_counter() - start,
+                      {"privacy": budget.as_dict()} if budget is not None else None)
     path = write_results(run_dir, content)
     _log_final(content, path)
     return strategy

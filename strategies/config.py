@@ -55,9 +55,11 @@ class RunConfig:
     # robustness and privacy
     update_norm_limit: float = 1e4  # server rejects updates whose L2 norm exceeds this
     update_clip: float = 0.0  # server clips updates to this L2 norm (0 = off)
-    ldp_noise: float = 0.0  # client adds noise of this scale to every upload (0 = off)
+    ldp_epsilon: float = 0.0  # local DP budget over the whole run; the noise follows (0 = off)
+    ldp_delta: float = 1e-5  # local DP delta (gaussian only)
+    ldp_noise: float = 0.0  # expert: a noise scale of your own instead of ldp-epsilon (0 = off)
     ldp_mechanism: str = "laplace"  # laplace | gaussian
-    ldp_clip: float = 0.0  # client clips its update to this L2 norm before the noise (0 = off)
+    ldp_clip: float = 0.0  # client clips its update to this norm (L1 laplace, L2 gaussian)
     # local training (method spec defaults)
     local_epochs: int = 5
     batch_size: int = 256
@@ -157,9 +159,16 @@ class RunConfig:
             (self.update_norm_limit > 0, "update-norm-limit must be > 0"),
             (self.update_clip >= 0, "update-clip must be >= 0 (0 = off)"),
             (self.ldp_noise >= 0, "ldp-noise must be >= 0 (0 = off)"),
+            (self.ldp_epsilon >= 0, "ldp-epsilon must be >= 0 (0 = off)"),
+            (0 < self.ldp_delta < 1, "ldp-delta must be in (0, 1)"),
             (self.ldp_clip >= 0, "ldp-clip must be >= 0 (0 = off)"),
-            (not (self.ldp_noise and self.upload_rows.lower() == "true"),
-             "upload-rows cannot be combined with ldp-noise (the rows sent would reveal which "
+            (not (self.ldp_epsilon and self.ldp_noise),
+             "set ldp-epsilon (the noise follows from it) or ldp-noise, not both"),
+            (not self.ldp_epsilon or self.ldp_clip > 0,
+             "ldp-epsilon needs ldp-clip > 0: the clip bounds the update, the noise is scaled "
+             "to it (e.g. ldp-clip=1.0)"),
+            (not (self.ldp_on and self.upload_rows.lower() == "true"),
+             "upload-rows cannot be combined with local DP (the rows sent would reveal which "
              "items a user trained on); set upload-rows='auto' or false"),
         ]
         for ok, message in checks:
@@ -176,9 +185,23 @@ class RunConfig:
     def sends_rows(self) -> bool:
         """Upload only the trained item-table rows: exact (untouched rows equal the broadcast),
         a third of the bytes up, 8% off a GFMFR round (docs/performance.md). ``auto`` does it
-        unless ldp-noise is on: noise on the trained rows only would reveal which they are."""
+        unless local DP is on: noise on the trained rows only would reveal which they are."""
         choice = self.upload_rows.lower()
-        return choice == "true" or (choice == "auto" and not self.ldp_noise)
+        return choice == "true" or (choice == "auto" and not self.ldp_on)
+
+    @property
+    def ldp_on(self) -> bool:
+        return bool(self.ldp_epsilon or self.ldp_noise)
+
+    def ldp_budget(self):
+        """The local DP noise and the budget it spends over the run (None: no finite budget)."""
+        from strategies.privacy import budget_of, plan_budget
+
+        if self.ldp_epsilon:
+            return plan_budget(self.ldp_mechanism, self.ldp_epsilon, self.ldp_delta,
+                               self.ldp_clip, self.num_server_rounds)
+        return budget_of(self.ldp_mechanism, self.ldp_noise, self.ldp_clip, self.ldp_delta,
+                         self.num_server_rounds)
 
     def data_path(self) -> Path:
         return Path(os.environ.get("GFMFR_DATA_DIR") or self.data_dir).expanduser().resolve()

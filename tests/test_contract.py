@@ -163,7 +163,7 @@ def test_local_dp_noise_cannot_be_regenerated_by_the_server(cache_dir, tmp_path)
 
 
 def test_upload_rows_and_ldp_cannot_be_combined(cache_dir, tmp_path):
-    with pytest.raises(ValueError, match="upload-rows cannot be combined with ldp-noise"):
+    with pytest.raises(ValueError, match="upload-rows cannot be combined with local DP"):
         run_inprocess(config(cache_dir, tmp_path, **{"ldp-noise": 0.1, "upload-rows": True}),
                       USERS)
 
@@ -220,3 +220,31 @@ def test_gfmfr_recommends_new_items_from_their_content(cache_dir, tmp_path):
     assert final and all(p.GROUP in m.content.array_records for m in final)
     summary = json.loads((tmp_path / "gfmfr" / "run" / "summary.json").read_text())
     assert set(summary["cold"]) == set(p.RANKING_METRICS)
+
+
+def test_a_privacy_budget_sets_the_noise_and_is_reported(cache_dir, tmp_path):
+    cfg = config(cache_dir, tmp_path, strategy="fedncf", **{"ldp-epsilon": 20.0,
+                                                            "ldp-mechanism": "gaussian",
+                                                            "ldp-clip": 1.0, "run-name": "dp"})
+    grid, run = run_inprocess(cfg, USERS)
+    privacy = json.loads((tmp_path / "dp" / "summary.json").read_text())["privacy"]
+    assert privacy["epsilon"] == pytest.approx(20.0, rel=1e-3) and privacy["rounds"] == 2
+    assert privacy["clip_norm"] == "L2" and privacy["delta"] == 1e-5
+    # what reaches the server: a clipped update (norm <= 1) plus noise of the planned sigma
+    sent = next(m for m in grid.sent if m.metadata.message_type == "train")
+    reply = next(r for r in grid.replies_seen if p.SHARED in r.content.array_records)
+    noise = (reply.content.array_records[p.SHARED]["E"].numpy()
+             - sent.content.array_records[p.SHARED]["E"].numpy())
+    assert np.std(noise) == pytest.approx(privacy["scale"], rel=0.05)
+    assert run.history.rounds[2].trained == USERS
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"ldp-epsilon": 1.0}, "ldp-epsilon needs ldp-clip > 0"),
+    ({"ldp-epsilon": 1.0, "ldp-noise": 0.1, "ldp-clip": 1.0}, "not both"),
+])
+def test_privacy_budget_misconfigurations_fail_clearly(overrides, words):
+    from strategies.config import RunConfig
+
+    with pytest.raises(ValueError, match=words):
+        RunConfig.from_run_config(overrides)
