@@ -7,6 +7,7 @@ it (a test checks). Flower passes overrides without type coercion (``lr=1`` arri
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import tomllib
@@ -47,6 +48,7 @@ class RunConfig:
     node_wait: float = 60.0  # seconds to wait for SuperNodes to connect
     round_timeout: float = 600.0
     min_replies: int = 1  # fewer accepted updates in a round: the model is left unchanged
+    max_failed_rounds: int = 2  # consecutive rounds without any accepted update before the run stops
     resume: bool = False  # continue from <results-dir>/<run-name>/checkpoint (needs run-name)
     client_state_dir: str = ""  # clients also keep private state here (simulation; "" = off)
     max_in_flight: int = 64  # messages in flight at once (0 = all at once)
@@ -131,6 +133,8 @@ class RunConfig:
             (self.min_nodes >= 0, "min-nodes must be >= 0"),
             (self.round_timeout > 0, "round-timeout must be > 0"),
             (self.min_replies >= 1, "min-replies must be >= 1"),
+            (self.max_failed_rounds >= 0, "max-failed-rounds must be >= 0"),
+            (self.seed >= 0, "seed must be >= 0"),
             (0.0 <= self.cold_items < 1.0, "cold-items must be in [0, 1) (0 = no new items)"),
             (not self.resume or bool(self.run_name),
              "resume needs the run-name of the run to continue"),
@@ -171,6 +175,11 @@ class RunConfig:
              "upload-rows cannot be combined with local DP (the rows sent would reveal which "
              "items a user trained on); set upload-rows='auto' or false"),
         ]
+        for f in fields(self):  # inf and NaN pass every comparison above that they fail
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"bad run config: {_key(f.name)} must be a finite number, got "
+                                 f"{value!r}.")
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"bad run config: {message}.")
@@ -235,8 +244,12 @@ def _coerce(key: str, raw: Any, kind: type) -> Any:
                     raise ValueError
                 return raw.lower() == "true"
             return bool(raw)
+        if kind in (int, float) and isinstance(raw, bool):  # true would pass as 1
+            raise ValueError
         if kind is int and isinstance(raw, float) and not raw.is_integer():
             raise ValueError
         return kind(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"bad run config: {key} must be a {kind.__name__}, got {raw!r}.") from None
+        noun = {int: "an integer", float: "a number", bool: "true or false"}.get(kind,
+                                                                                 "a string")
+        raise ValueError(f"bad run config: {key} must be {noun}, got {raw!r}.") from None

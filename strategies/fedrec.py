@@ -38,6 +38,10 @@ from strategies.replies import read_reply
 LOGGED_PER_ROUND = 5  # failures and rejections logged one by one per round, then counted
 
 
+class RunFailed(RuntimeError):
+    """The federation stopped producing updates: the run must not end as if it had trained."""
+
+
 class FedRecStrategy(Strategy):
     """FedAvg of shared backbone parameters, weighted by local examples, with per-user evaluation.
 
@@ -62,6 +66,7 @@ class FedRecStrategy(Strategy):
         self.history = RunHistory(cfg.select_metric, cfg.patience)
         self._rng = random.Random(cfg.seed)
         self._round_start = 0.0
+        self._empty_rounds = 0  # consecutive rounds without an accepted update
         self.broadcast: dict[str, np.ndarray] = {}  # the shared parts sent this round
         self.checkpoint_path: Path | None = None  # written after every round when set
         self.round_offset = 0  # rounds done before a resume: Flower's loop restarts at 1
@@ -165,9 +170,11 @@ class FedRecStrategy(Strategy):
         record = self.history.at(server_round)
         mean = UpdateMean(self.broadcast, self.item_tables, self.cfg.item_aggregation == "rows")
         kept, evaluations, losses = {}, {}, {}
+        first_cause = None
         for reply in replies:  # one at a time: a round never holds every upload
             if reply.has_error():
                 record.failed += 1
+                first_cause = first_cause or reply.error.reason
                 if record.failed <= LOGGED_PER_ROUND:
                     log(WARNING, "round %d: node %d failed: %s", server_round,
                         reply.metadata.src_node_id, reply.error.reason)
@@ -181,6 +188,7 @@ class FedRecStrategy(Strategy):
                 evaluations[got.user] = got.evaluation
             if got.problem:
                 record.rejected += 1
+                first_cause = first_cause or f"update rejected: {got.problem}"
                 if record.rejected <= LOGGED_PER_ROUND:
                     log(WARNING, "round %d: rejected the update of user %s (node %d): %s",
                         server_round, got.user, reply.metadata.src_node_id, got.problem)
@@ -200,6 +208,16 @@ class FedRecStrategy(Strategy):
                 "first %d of each are shown above)", server_round, record.failed,
                 record.rejected, LOGGED_PER_ROUND)
         self.history.record_evaluation(server_round - 1, evaluations)
+        self._empty_rounds = 0 if mean.count else self._empty_rounds + 1
+        if self._empty_rounds > self.cfg.max_failed_rounds:
+            self.save_checkpoint(server_round, self.broadcast)
+            raise RunFailed(f"round {server_round}: no client update was accepted in "
+                            f"{self._empty_rounds} consecutive round(s) (this round: "
+                            f"{record.failed} failed, {record.rejected} rejected); the run "
+                            f"stops instead of reporting an untrained model. First cause: "
+                            f"{first_cause or 'no replies arrived'}. (max-failed-rounds="
+                            f"{self.cfg.max_failed_rounds}; resume=true continues from the last "
+                            "checkpoint once the cause is fixed.)")
         if mean.count < self.cfg.min_replies:
             log(WARNING, "round %d: %d accepted updates, fewer than min-replies %d: the model "
                 "is left unchanged", server_round, mean.count, self.cfg.min_replies)

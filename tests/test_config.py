@@ -42,7 +42,12 @@ def test_upload_rows_auto_only_without_ldp_noise(value, noise, rows):
 
 @pytest.mark.parametrize("overrides, words", [
     ({"lr": -0.1}, "lr must be > 0"),
-    ({"seed": 1.5}, "seed must be a int"),
+    ({"seed": 1.5}, "seed must be an integer"),
+    ({"seed": -1}, "seed must be >= 0"),
+    ({"num-server-rounds": True}, "num-server-rounds must be an integer, got True"),
+    ({"fusion-lr": float("inf")}, "fusion-lr must be a finite number"),
+    ({"server-lr": float("nan")}, "server-lr must be a finite number"),
+    ({"ldp-noise": "inf"}, "ldp-noise must be a finite number"),
     ({"fusion": "concat"}, "fusion must be one of mlp, sum, gate, attention, moe"),
     ({"select-metric": "AUC"}, "select-metric must be one of"),
     ({"fraction-train": 0}, "fraction-train must be in (0, 1]"),

@@ -108,3 +108,21 @@ def test_killed_server_resumes_to_the_same_result(tmp_path, strategy):
     summary = json.loads((tmp_path / "results" / "r" / "summary.json").read_text())
     assert summary["best_round"] == whole.history.best_round
 
+
+
+def test_a_run_whose_clients_all_fail_stops_with_the_cause(tmp_path):
+    """Every client failing must not end as a 'successful' run of the untrained model."""
+    from strategies.fedrec import RunFailed
+
+    def fault(node, received, reply):
+        if received.metadata.message_type == "train" and round_of(received) >= 2:
+            raise FloatingPointError("local training diverged in round 2")
+
+    with pytest.raises(RunFailed, match="3 consecutive round.*diverged in round 2"):
+        run_inprocess(config(tmp_path, **{"num-server-rounds": 6, "run-name": "r"}), USERS,
+                      fault=fault)
+    assert not (tmp_path / "results" / "r" / "summary.json").exists()  # nothing that looks like a result
+    # with max-failed-rounds=0 the first empty round stops it
+    with pytest.raises(RunFailed, match="1 consecutive"):
+        run_inprocess(config(tmp_path / "b", **{"num-server-rounds": 6,
+                                                "max-failed-rounds": 0}), USERS, fault=fault)
