@@ -37,6 +37,10 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     dataset = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.synthetic_spec())
     log(INFO, "%s", dataset.describe())
     spec.strategy.check(cfg, dataset)
+    run_dir = Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone)
+    check_run_dir(run_dir, cfg.resume)  # before nodes connect and features are encoded
+    if cfg.resume:
+        FedRecStrategy.check_resumable(run_dir / "checkpoint.npz", cfg)
     template = build_backbone(backbone, dataset.n_items, hyper(cfg), cfg.seed)
     users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
                           cfg.node_wait, cfg.round_timeout)
@@ -51,7 +55,6 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
         log(WARNING, "local DP noise without ldp-clip: the update is unbounded, so the noise "
             "buys no finite privacy budget; set ldp-clip (or use ldp-epsilon)")
     log(INFO, "strategy %s (%s), backbone %s", cfg.strategy, spec.description, backbone)
-    run_dir = Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone)
     strategy.checkpoint_path = run_dir / "checkpoint.npz"
     shared, done = template.shared_arrays(), 0
     if cfg.resume:
@@ -65,10 +68,29 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
                        timeout=cfg.round_timeout)
     content = summary(cfg, strategy.history, backbone, dataset.describe(),
                       time.perf_counter() - start,
-                      {"privacy": budget.as_dict()} if budget is not None else None)
+                      {"data_path": str(cfg.data_path()),
+                       **({"privacy": budget.as_dict()} if budget is not None else {})})
     path = write_results(run_dir, content)
     _log_final(content, path)
     return strategy
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Fail before anything trains: a results folder that cannot be written, or a new run that
+    would overwrite the checkpoint of an unfinished one (which only ``resume=true`` continues)."""
+    unfinished = (run_dir / "checkpoint.npz").is_file() and not (run_dir / "summary.json").is_file()
+    if unfinished and not resume:
+        raise ValueError(f"{run_dir} holds the checkpoint of an unfinished run; a new run would "
+                         "overwrite it. Set resume=true to continue it, or choose another "
+                         "run-name.")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"cannot write results to {run_dir} ({error.strerror or error}); set "
+                         "results-dir to a folder you can write to.") from None
 
 
 def seed_everything(seed: int) -> None:

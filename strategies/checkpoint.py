@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,12 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, A
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     payload = {**arrays, META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
-    with tmp.open("wb") as handle:
-        np.savez(handle, **payload)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as handle:
+            np.savez(handle, **payload)
+        os.replace(tmp, path)
+    finally:  # a failed write (disk full, read-only folder) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -35,7 +39,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {k: stored[k] for k in stored.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise ValueError(f"checkpoint {path} is unreadable ({error}); delete it to start "
                          "over.") from None
     meta = json.loads(arrays.pop(META).tobytes().decode())

@@ -190,6 +190,16 @@ class RunConfig:
                              f"{', '.join(RANKING_METRICS)}, got {self.select_metric!r}.")
 
     # --- derived values ------------------------------------------------------------------------
+    IDENTITY = ("dataset", "strategy", "backbone", "seed", "latent_dim", "cold_items",
+                "num_groups", "fusion", "text_encoder", "image_encoder", "clip_model",
+                "clip_pretrained", "synthetic_users", "synthetic_items", "synthetic_tastes",
+                "synthetic_interactions", "client_state_dir")
+
+    def identity(self) -> dict[str, Any]:
+        """The keys that shape the model, the data or where private state lives: a checkpoint
+        only continues under the same values."""
+        return {_key(name): getattr(self, name) for name in self.IDENTITY}
+
     @property
     def sends_rows(self) -> bool:
         """Upload only the trained item-table rows: exact (untouched rows equal the broadcast),
@@ -213,7 +223,11 @@ class RunConfig:
                          self.num_server_rounds)
 
     def data_path(self) -> Path:
-        return Path(os.environ.get("GFMFR_DATA_DIR") or self.data_dir).expanduser().resolve()
+        """An explicit ``data-dir`` wins; ``$GFMFR_DATA_DIR`` replaces only the default."""
+        chosen = self.data_dir
+        if self.data_dir == RunConfig.data_dir and os.environ.get("GFMFR_DATA_DIR"):
+            chosen = os.environ["GFMFR_DATA_DIR"]
+        return Path(chosen).expanduser().resolve()
 
     def cache_path(self) -> Path:
         chosen = self.cache_dir or os.environ.get("GFMFR_CACHE_DIR") or "~/.cache/gfmfr"

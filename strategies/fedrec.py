@@ -114,10 +114,34 @@ class FedRecStrategy(Strategy):
             return
         arrays, meta = self.state()
         save_checkpoint(self.checkpoint_path, {**arrays, **with_prefix("shared", shared)},
-                        {**meta, "round": server_round})
+                        {**meta, "round": server_round, "identity": self.cfg.identity()})
+
+    @staticmethod
+    def check_resumable(path: Path, cfg: RunConfig) -> dict:
+        """The checkpoint's meta, if ``cfg`` may continue it (call before anything trains).
+
+        Refuses a run config that differs from the checkpoint's in anything that shapes the
+        model or the data (it would continue a different experiment), and one that drops the
+        client-state-dir the checkpointed run kept users' private parameters in."""
+        _, meta = load_checkpoint(path)
+        stored, now = meta.get("identity", {}), cfg.identity()
+        differ = {k: (v, now[k]) for k, v in stored.items()
+                  if k in now and k != "client-state-dir" and now[k] != v}
+        if differ:
+            shown = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in differ.items())
+            raise ValueError(f"cannot resume {path.parent.name}: its checkpoint was made with "
+                             f"{shown}. Resume with the same values, or start a new run with "
+                             "another run-name.")
+        if stored.get("client-state-dir") and not cfg.client_state_dir:
+            raise ValueError(f"cannot resume {path.parent.name} without client-state-dir: the "
+                             f"run kept users' private parameters in "
+                             f"{stored['client-state-dir']!r}; without it every user would "
+                             "restart from the initial model. Set client-state-dir to it.")
+        return meta
 
     def resume(self) -> tuple[int, dict[str, np.ndarray]]:
         """Load the checkpoint: returns (last completed round, the global shared parts)."""
+        self.check_resumable(self.checkpoint_path, self.cfg)
         arrays, meta = load_checkpoint(self.checkpoint_path)
         self.restore(arrays, meta)
         self.round_offset = int(meta["round"])

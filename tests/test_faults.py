@@ -109,6 +109,42 @@ def test_killed_server_resumes_to_the_same_result(tmp_path, strategy):
     assert summary["best_round"] == whole.history.best_round
 
 
+def test_resume_refuses_what_would_continue_a_different_run(tmp_path):
+    extra = {"client-state-dir": str(tmp_path / "clients"), "run-name": "r"}
+
+    def crash(node, received, reply):
+        if received.metadata.message_type == "train" and round_of(received) == 3:
+            raise ServerCrash
+
+    with pytest.raises(ServerCrash):
+        run_inprocess(config(tmp_path, **extra), USERS, fault=crash)
+    refused = [
+        ({}, "holds the checkpoint of an unfinished run.*resume=true"),  # forgot resume
+        ({"resume": True, "seed": 7}, r"seed=0 \(now 7\)"),
+        ({"resume": True, "strategy": "gfmfr"}, r"strategy='fedrap' \(now 'gfmfr'\)"),
+        ({"resume": True, "latent-dim": 32}, r"latent-dim=64 \(now 32\)"),
+        ({"resume": True, "client-state-dir": ""}, "without client-state-dir"),
+    ]
+    checkpoint = tmp_path / "results" / "r" / "checkpoint.npz"
+    before = checkpoint.read_bytes()
+    for overrides, words in refused:
+        with pytest.raises(ValueError, match=words):
+            run_inprocess(config(tmp_path, **{**extra, **overrides}), USERS)
+    assert checkpoint.read_bytes() == before  # nothing was overwritten
+    checkpoint.write_bytes(before[: len(before) // 2])  # a truncated file
+    with pytest.raises(ValueError, match="unreadable"):
+        run_inprocess(config(tmp_path, **extra, resume=True), USERS)
+
+
+def test_an_explicit_data_dir_wins_over_the_environment(tmp_path, monkeypatch):
+    from strategies.config import RunConfig
+
+    monkeypatch.setenv("GFMFR_DATA_DIR", str(tmp_path / "env"))
+    assert RunConfig.from_run_config({"data-dir": str(tmp_path / "mine")}).data_path() == \
+        tmp_path / "mine"
+    assert RunConfig.from_run_config({}).data_path() == tmp_path / "env"
+
+
 
 def test_a_run_whose_clients_all_fail_stops_with_the_cause(tmp_path):
     """Every client failing must not end as a 'successful' run of the untrained model."""
@@ -121,7 +157,8 @@ def test_a_run_whose_clients_all_fail_stops_with_the_cause(tmp_path):
     with pytest.raises(RunFailed, match="3 consecutive round.*diverged in round 2"):
         run_inprocess(config(tmp_path, **{"num-server-rounds": 6, "run-name": "r"}), USERS,
                       fault=fault)
-    assert not (tmp_path / "results" / "r" / "summary.json").exists()  # nothing that looks like a result
+    # nothing that looks like a result
+    assert not (tmp_path / "results" / "r" / "summary.json").exists()
     # with max-failed-rounds=0 the first empty round stops it
     with pytest.raises(RunFailed, match="1 consecutive"):
         run_inprocess(config(tmp_path / "b", **{"num-server-rounds": 6,
