@@ -59,7 +59,10 @@ def _read_features(path: Path) -> np.ndarray:
         raise DataError(f"expected a 2-D numeric array (items x features), got shape "
                         f"{array.shape} of {array.dtype}.", path=path,
                         fix="save one feature row per item.")
+    # checked after the cast: a float64 1e300 is finite but becomes inf in float32
+    array = array.astype(np.float32)
     if not np.isfinite(array).all():
-        raise DataError("the feature matrix holds NaN or Inf values.", path=path,
-                        fix="recompute or impute the broken rows.")
-    return array.astype(np.float32)
+        raise DataError("the feature matrix holds NaN or Inf values (or values beyond float32's "
+                        "range, about 3.4e38).", path=path,
+                        fix="recompute, rescale or impute the broken rows.")
+    return array

@@ -95,12 +95,17 @@ class FeatureCache:
             logger.warning("ignoring unreadable feature cache %s (%s); re-encoding",
                            self.path, error)
             return
+        vectors = vectors.astype(np.float32, copy=False)
+        if not np.isfinite(vectors).all():
+            logger.warning("ignoring feature cache %s: it holds NaN or Inf vectors; re-encoding",
+                           self.path)
+            return
         if stored != (self.identity, CACHE_FORMAT) or not (len(keys) == len(vectors) == len(ok)):
             logger.warning("ignoring feature cache %s: written for another encoder identity or "
                            "format; re-encoding", self.path)
             return
         self.rows = {str(key): row for row, key in enumerate(keys.tolist())}
-        self.vectors, self.ok = vectors.astype(np.float32, copy=False), ok.astype(bool)
+        self.vectors, self.ok = vectors, ok.astype(bool)
 
     @property
     def dim(self) -> int | None:

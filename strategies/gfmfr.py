@@ -27,7 +27,7 @@ from strategies.aggregation import changed_rows
 from strategies.backbones.base import Backbone
 from strategies.checkpoint import strip_prefix, torch_state_from_array, torch_state_to_array, with_prefix
 from strategies.config import RunConfig
-from strategies.fedrec import FedRecStrategy, shared_item_tables
+from strategies.fedrec import FedRecStrategy, RunFailed, shared_item_tables
 from strategies.fusion import FusionTrainer
 from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
 from strategies.records import to_record
@@ -121,6 +121,13 @@ class GFMFRStrategy(FedRecStrategy):
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
                         aggregated: dict[str, np.ndarray]) -> None:
         self.groups = advance(self.groups, uploads, self.broadcast, self.backbone, self.options)
+        for k, payload in self.groups.payloads.items():  # never send a broken teacher
+            broken = [n for n, a in payload.items() if a.dtype.kind == "f" and
+                      not np.isfinite(a).all()]
+            if broken:
+                raise RunFailed(f"round {server_round}: the fusion network produced NaN or Inf "
+                                f"for group {k} ({', '.join(broken)}); lower fusion-lr, and "
+                                "check the item features.")
         self._records = self._to_records(self.groups.payloads)
         record = self.history.at(server_round)
         record.server_seconds.update(self.groups.seconds)

@@ -125,6 +125,15 @@ def test_paper_layout_rejects_mismatched_feature_rows(tmp_path):
         load_paper_layout(root)
 
 
+def test_paper_layout_rejects_features_that_overflow_float32(tmp_path):
+    root = _paper_layout(tmp_path / "g", "0,0,5,1\n")
+    image = np.ones((3, 5), dtype=np.float64)
+    image[1, 2] = 1e300  # finite in float64, inf once cast to the float32 the model uses
+    np.save(root / "image_features.npy", image)
+    with pytest.raises(DataError, match="beyond float32's range"):
+        load_paper_layout(root)
+
+
 def test_synthetic_is_seeded_and_structured(tmp_path):
     spec = SyntheticSpec(n_users=40, n_items=60, n_tastes=2, interactions=10, seed=3)
     a, b = generate_synthetic(spec, tmp_path), generate_synthetic(spec, tmp_path)

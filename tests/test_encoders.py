@@ -149,6 +149,21 @@ def test_corrupt_cache_is_rebuilt_and_writes_leave_no_temporary_files(
     assert torch.get_num_threads() == threads, "torch's thread setting is restored"
 
 
+def test_a_cache_of_nan_vectors_is_re_encoded(
+        catalog, features: ItemFeatures, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    item_features(catalog, cache_dir=tmp_path, device="cpu")
+    text_cache = next(tmp_path.glob("text-*.npz"))
+    with np.load(text_cache) as stored:
+        data = {k: stored[k] for k in stored.files}
+    data["vectors"] = np.full_like(data["vectors"], np.nan)  # valid bytes, broken values
+    np.savez(text_cache, **data)
+    with caplog.at_level(logging.WARNING):
+        rebuilt = item_features(catalog, cache_dir=tmp_path, device="cpu")
+    assert "holds NaN or Inf" in caplog.text
+    assert np.isfinite(rebuilt.text).all()
+    np.testing.assert_allclose(rebuilt.text, features.text, rtol=1e-4, atol=1e-5)
+
+
 def test_changed_content_re_encodes_only_that_item(
         catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import encoders.features

@@ -163,3 +163,13 @@ def test_a_run_whose_clients_all_fail_stops_with_the_cause(tmp_path):
     with pytest.raises(RunFailed, match="1 consecutive"):
         run_inprocess(config(tmp_path / "b", **{"num-server-rounds": 6,
                                                 "max-failed-rounds": 0}), USERS, fault=fault)
+
+
+def test_gfmfr_never_sends_a_broken_teacher(tmp_path, monkeypatch):
+    from strategies.fedrec import RunFailed
+    from strategies.fusion import FusionTrainer
+
+    tables = FusionTrainer.tables
+    monkeypatch.setattr(FusionTrainer, "tables", lambda self, g: tables(self, g) * np.nan)
+    with pytest.raises(RunFailed, match="fusion network produced NaN"):
+        run_inprocess(config(tmp_path, strategy="gfmfr", **{"fusion-epochs": 2}), USERS)
