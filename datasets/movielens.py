@@ -9,7 +9,7 @@ import numpy as np
 
 from datasets.errors import DataError, require_dir
 from datasets.interactions import Dataset, ItemCatalog, build_dataset
-from datasets.parsing import read_rows, to_float, to_int
+from datasets.parsing import decoded_lines, read_rows, to_float, to_int
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                  "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -63,8 +63,7 @@ def _read_plots(path: Path) -> dict[int, str]:
     """``plots.csv`` (item_id,plot); optional: a missing file means no plots."""
     if not path.is_file():
         return {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle))
+    rows = list(csv.reader(decoded_lines(path, "utf-8")))  # names the line of bad bytes
     if not rows or [c.strip() for c in rows[0][:2]] != ["item_id", "plot"]:
         raise DataError("expected the header item_id,plot.", path=path, line=1,
                         fix="restore the header row.")

@@ -12,7 +12,7 @@ import numpy as np
 
 from datasets.errors import DataError, require_dir, require_file
 from datasets.interactions import Dataset, ItemCatalog, build_dataset
-from datasets.parsing import read_rows, to_float, to_int
+from datasets.parsing import read_rows, to_float, to_int, to_timestamp
 
 FEATURE_FILES = {"text": "text_features.npy", "image": "image_features.npy"}
 
@@ -39,7 +39,7 @@ def load_paper_layout(root: Path) -> Dataset:
         users.append(to_int(f[0], data_path, line, "userId"))
         items.append(item)
         to_float(f[2], data_path, line, "rating")
-        times.append(int(to_float(f[3], data_path, line, "timestamp")))
+        times.append(to_timestamp(f[3], data_path, line))
     catalog = ItemCatalog(raw_ids=np.arange(n_items, dtype=np.int64),
                           texts=tuple("" for _ in range(n_items)),
                           image_paths=tuple(None for _ in range(n_items)), features=features)

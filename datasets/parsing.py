@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def read_rows(path: Path, sep: str, n_fields: int, what: str, encoding: str = "u
     valid ``encoding``, is a DataError naming the line.
     """
     require_file(path, what)
-    lines = _decoded_lines(path, encoding)
+    lines = decoded_lines(path, encoding)
     rows = csv.reader(lines, delimiter=sep) if sep == "," else (line.split(sep) for line in lines)
     for number, fields in enumerate(rows, start=1):
         if not fields or fields == [""]:
@@ -36,12 +37,14 @@ def read_rows(path: Path, sep: str, n_fields: int, what: str, encoding: str = "u
         yield number, fields
 
 
-def _decoded_lines(path: Path, encoding: str) -> list[str]:
-    """The file's lines (without line ends), decoded one by one so an error names its line."""
+def decoded_lines(path: Path, encoding: str) -> list[str]:
+    """The file's lines (without line ends), decoded one by one so an error names its line; a
+    UTF-8 byte-order mark (spreadsheets write one) is dropped."""
     lines = []
     for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
         try:
-            lines.append(raw.decode(encoding))
+            lines.append(raw.decode(encoding).removeprefix("\ufeff") if number == 1
+                         else raw.decode(encoding))
         except UnicodeDecodeError as error:
             raise DataError(f"bytes that are not valid {encoding} ({error.reason} at column "
                             f"{error.start + 1}).", path=path, line=number,
@@ -56,6 +59,15 @@ def to_int(value: str, path: Path, line: int, column: str) -> int:
     except ValueError:
         raise DataError(f"column {column!r} must be an integer, got {value!r}.", path=path,
                         line=line, fix="repair or delete this row.") from None
+
+
+def to_timestamp(value: str, path: Path, line: int) -> int:
+    """A timestamp (an integer, possibly written as a float) or a DataError naming the line."""
+    number = to_float(value, path, line, "timestamp")
+    if not (math.isfinite(number) and abs(number) < 2**62):
+        raise DataError(f"column 'timestamp' must be a finite time, got {value!r}.", path=path,
+                        line=line, fix="repair or delete this row.")
+    return int(number)
 
 
 def to_float(value: str, path: Path, line: int, column: str) -> float:

@@ -148,3 +148,22 @@ def test_synthetic_is_seeded_and_structured(tmp_path):
 def test_registry_loads_synthetic(tmp_path):
     data = load_dataset("synthetic", tmp_path, tmp_path / "cache", SyntheticSpec(n_users=10))
     assert data.n_users == 10
+
+
+def test_plots_with_a_byte_order_mark_load_and_bad_bytes_name_their_line(tmp_path):
+    root = _ml100k(tmp_path / "ml", "1\t1\t5\t10\n1\t2\t5\t11\n1\t3\t5\t12\n")
+    (root / "plots.csv").write_bytes("\ufeffitem_id,plot\n1,a heist\n".encode("utf-8"))
+    data = load_ml100k(root)
+    assert "a heist" in data.catalog.texts[0]
+    (root / "plots.csv").write_bytes(b"item_id,plot\n1,ok\n2,caf\xe9 society\n")
+    with pytest.raises(DataError) as error:
+        load_ml100k(root)
+    assert error.value.line == 3 and "plots.csv" in str(error.value)
+
+
+@pytest.mark.parametrize("stamp", ["nan", "inf", "1e30"])
+def test_paper_layout_rejects_timestamps_that_are_not_times(tmp_path, stamp):
+    root = _paper_layout(tmp_path / "g", f"0,0,5,1\n0,1,4,{stamp}\n0,2,3,3\n")
+    with pytest.raises(DataError) as error:
+        load_paper_layout(root)
+    assert error.value.line == 3 and "finite time" in str(error.value)
