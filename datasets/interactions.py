@@ -37,6 +37,10 @@ class ItemCatalog:
 
     @property
     def n_missing_images(self) -> int:
+        """Items without an image; precomputed image features (the paper's layout) count as
+        images, as the encoders treat them."""
+        if "image" in self.features:
+            return 0
         return sum(path is None for path in self.image_paths)
 
 
@@ -51,6 +55,7 @@ class Dataset:
     items: np.ndarray  # (n_interactions,) int64 contiguous item id
     timestamps: np.ndarray | None  # (n_interactions,) or None when the data has no time order
     dropped_users: int = 0  # users removed for having fewer than MIN_INTERACTIONS interactions
+    duplicates: int = 0  # repeated (user, item) pairs dropped (the latest one is kept)
     notes: tuple[str, ...] = ()  # facts a run should print (e.g. "no timestamps")
 
     @property
@@ -68,7 +73,8 @@ class Dataset:
     def describe(self) -> str:
         text = (f"{self.name}: {self.n_users} users, {self.n_items} items, "
                 f"{self.n_interactions} interactions, {self.dropped_users} users dropped "
-                f"(< {MIN_INTERACTIONS} interactions), "
+                f"(< {MIN_INTERACTIONS} interactions), {self.duplicates} repeated "
+                "interactions dropped, "
                 f"{self.catalog.n_missing_images} items without image")
         return "; ".join((text, *self.notes))
 
@@ -101,6 +107,7 @@ def build_dataset(
     keys = raw_users[order] * np.int64(catalog.n_items + 1) + item_index[order]
     _, last_from_end = np.unique(keys[::-1], return_index=True)
     keep = np.sort(order[::-1][last_from_end])
+    duplicates = int(raw_users.size - keep.size)
     raw_users, item_index = raw_users[keep], item_index[keep]
     if timestamps is not None:
         timestamps = timestamps[keep]
@@ -123,6 +130,7 @@ def build_dataset(
         items=item_index[mask],
         timestamps=None if timestamps is None else timestamps[mask],
         dropped_users=dropped,
+        duplicates=duplicates,
         notes=() if timestamps is not None else (
             "no timestamps: validation and test items are a seeded random hold-out",),
     )

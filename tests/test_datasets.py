@@ -54,6 +54,7 @@ def test_users_with_fewer_than_three_interactions_are_dropped_and_counted(tmp_pa
     data = load_ml100k(_ml100k(tmp_path / "ml", "\n".join(lines) + "\n"))
     assert data.n_users == 2 and data.dropped_users == 1
     assert data.n_interactions == 6  # the duplicate (3, 4) kept once
+    assert data.duplicates == 1 and "1 repeated interactions dropped" in data.describe()
     assert list(data.user_raw_ids) == [1, 3]
 
 
@@ -167,3 +168,8 @@ def test_paper_layout_rejects_timestamps_that_are_not_times(tmp_path, stamp):
     with pytest.raises(DataError) as error:
         load_paper_layout(root)
     assert error.value.line == 3 and "finite time" in str(error.value)
+
+
+def test_paper_layout_counts_precomputed_image_features_as_images(tmp_path):
+    data = load_paper_layout(_paper_layout(tmp_path / "g", "0,0,5,1\n0,1,4,2\n0,2,3,3\n"))
+    assert data.catalog.n_missing_images == 0 and "0 items without image" in data.describe()
