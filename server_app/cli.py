@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "deploy":
             return deploy_command(project, args)
         return run_federation(project, args.federation, args.run_config)
-    except (fz.FlowerTomlError, RuntimeError) as error:
+    except (fz.FlowerTomlError, RuntimeError, ValueError) as error:
         print(f"gfmfr: {error}", file=sys.stderr)
         return 2
 
@@ -114,13 +114,40 @@ def deploy_command(project: fz.FlowerToml, args: argparse.Namespace) -> int:
 
 
 def sync_connections(project: fz.FlowerToml) -> Path:
-    return fz.write_connections({name: fz.connection_entry(fed, project.simulation)
-                                 for name, fed in project.federations.items()})
+    entries = {}
+    for name, fed in project.federations.items():
+        try:
+            entries[name] = fz.connection_entry(sized(fed), project.simulation)
+        except ValueError as error:  # e.g. the own-data federation before its data is there
+            print(f"gfmfr: left out federation {name}: {error}", file=sys.stderr)
+    return fz.write_connections(entries)
+
+
+def sized(fed: fz.Federation, overrides: str = "") -> fz.Federation:
+    """A simulated federation with ``num-supernodes = "auto"`` sized to its dataset: one
+    SuperNode per user left after loading (users with fewer than 3 interactions are dropped), so
+    a dataset of one's own runs without editing flower.toml."""
+    if fed.kind != "simulation" or fed.num_supernodes:
+        return fed
+    import tomllib
+    from dataclasses import replace
+
+    from datasets.registry import load_dataset
+    from strategies.config import RunConfig, parse_overrides
+
+    pyproject = tomllib.loads((fz.PROJECT_ROOT / "pyproject.toml").read_text())
+    defaults = pyproject["tool"]["flwr"]["app"]["config"]
+    cfg = RunConfig.from_run_config({**defaults, **fed.run_config, **parse_overrides(overrides)})
+    users = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
+                         cfg.synthetic_spec()).n_users
+    print(f"gfmfr: federation {fed.name}: {users} SuperNodes, one per user of {cfg.dataset} "
+          f"({cfg.data_path()})", flush=True)
+    return replace(fed, num_supernodes=users)
 
 
 def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> int:
     """Run the app on one federation; return 0 only if Flower reports the run completed."""
-    fed = project.federation(name)
+    fed = sized(project.federation(name), overrides)
     command = [executable("flwr"), "run", str(fz.PROJECT_ROOT)]
     for values in (fz.run_config_arg(fed.run_config), overrides):  # later flags win
         if values:

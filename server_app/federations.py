@@ -43,13 +43,18 @@ class SimulationSettings:
         return env
 
 
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class Federation:
     """One ``[federations.<name>]`` table; paths are absolute (resolved against flower.toml)."""
 
     name: str
     kind: str  # simulation | deployment
-    num_supernodes: int = 0  # simulation: SuperNodes; deployment: how many `gfmfr deploy up` starts
+    # simulation: SuperNodes (0 = "auto": one per user of the run's dataset, see
+    # server_app.cli.sized); deployment: how many `gfmfr deploy up` starts
+    num_supernodes: int = 0
     address: str = ""  # deployment: the SuperLink's host:port, as clients dial it
     insecure: bool = False
     root_certificates: Path | None = None  # CA file that signed the SuperLink's certificate
@@ -100,13 +105,15 @@ def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
         if kind not in KINDS:
             raise FlowerTomlError(f"{path}: federations.{name}.kind must be one of "
                                   f"{', '.join(KINDS)}, got {kind!r}.")
-        if kind == "simulation" and int(entry.get("num-supernodes", 0)) < 1:
-            raise FlowerTomlError(f"{path}: federations.{name} needs num-supernodes >= 1 "
-                                  "(one per user of its dataset).")
+        size = entry.get("num-supernodes", AUTO if kind == "simulation" else 0)
+        if kind == "simulation" and size != AUTO and (isinstance(size, bool) or
+                                                      not isinstance(size, int) or size < 1):
+            raise FlowerTomlError(f"{path}: federations.{name}.num-supernodes must be \"auto\" "
+                                  f"(one per user of its dataset) or a number >= 1, got {size!r}.")
         if kind == "deployment":
             _check_deployment(path, name, entry)
         federations[name] = Federation(
-            name=name, kind=kind, num_supernodes=int(entry.get("num-supernodes", 0)),
+            name=name, kind=kind, num_supernodes=0 if size == AUTO else int(size),
             address=str(entry.get("address", "")), insecure=bool(entry.get("insecure", False)),
             root_certificates=_path(path, entry.get("root-certificates")),
             certificates=_path(path, entry.get("certificates")),

@@ -154,3 +154,26 @@ def test_a_ray_cluster_gets_no_cpu_count_of_ours():
     assert "init-args" not in fz.simulation_options(fed, cluster)  # Ray refuses num_cpus there
     assert "init-args" not in fz.connection_entry(fed, cluster)["options"]["backend"]
     assert cluster.environment()["RAY_ADDRESS"] == "head:6379"
+
+
+def test_auto_sized_simulation_fits_a_dataset_of_ones_own(tmp_path, capsys):
+    """num-supernodes = "auto": one SuperNode per user left after loading, no editing."""
+    import numpy as np
+
+    from server_app.cli import main, sized
+
+    rng = np.random.default_rng(0)
+    rows = ["userId,itemId,rating,timestamp"]
+    for user in range(12):
+        count = 2 if user < 2 else 6  # two users too short: dropped
+        rows += [f"{user},{item},5,{t}" for t, item in enumerate(rng.choice(20, count, False))]
+    (tmp_path / "inter.csv").write_text("\n".join(rows) + "\n")
+    np.save(tmp_path / "text_features.npy", rng.normal(size=(20, 4)).astype(np.float32))
+    np.save(tmp_path / "image_features.npy", rng.normal(size=(20, 3)).astype(np.float32))
+    project = fz.load_flower_toml(ROOT / "flower.toml")
+    fed = sized(project.federation("gfmfr"), f"data-dir='{tmp_path}'")
+    assert fed.num_supernodes == 10
+    assert "num-supernodes=10" in fz.simulation_options(fed, project.simulation)
+    # a folder without the data: one line that names it, no traceback
+    assert main(["run", "gfmfr", "-c", f"data-dir='{tmp_path / 'nowhere'}'"]) == 2
+    assert "nowhere" in capsys.readouterr().err
