@@ -8,6 +8,7 @@
     gfmfr deploy restart NAME NODE                 restart one SuperNode (same config and state)
     gfmfr deploy down NAME                         stop them, by pid
     gfmfr certs DIR [--hosts H ...] [--nodes N]    test CA, SuperLink certificate, node keys
+    gfmfr data check [FEDERATION] [-c ...]         load a dataset as a run would and describe it
     gfmfr tune [DATASET] [-c ...] [--trials N]     tune the recipe on the validation split
                                                    (server_app/tuning.py; --help for options)
 
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "deploy":
             return deploy_command(project, args)
+        if args.command == "data":
+            print(check_data(project.federation(args.federation), args.run_config))
+            return 0
         return run_federation(project, args.federation, args.run_config)
     except (fz.FlowerTomlError, RuntimeError, ValueError) as error:
         print(f"gfmfr: {error}", file=sys.stderr)
@@ -77,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     dep.add_argument("--dry-run", action="store_true", help="up: print the commands, start none")
     for command in (run, sync, dep):
         command.add_argument("--flower-toml", type=Path, default=fz.FLOWER_TOML)
+    data = sub.add_parser("data", help="check a dataset before anything trains")
+    data.add_argument("action", choices=("check",))
+    data.add_argument("federation", nargs="?", help="federation whose dataset to check")
+    data.add_argument("-c", "--run-config", default="", help='overrides, e.g. "data-dir=\'x\'"')
+    data.add_argument("--flower-toml", type=Path, default=fz.FLOWER_TOML)
     certs = sub.add_parser("certs", help="make a test CA, SuperLink certificate and node keys")
     certs.add_argument("folder", type=Path)
     certs.add_argument("--hosts", nargs="*", default=[],
@@ -129,20 +138,55 @@ def sized(fed: fz.Federation, overrides: str = "") -> fz.Federation:
     a dataset of one's own runs without editing flower.toml."""
     if fed.kind != "simulation" or fed.num_supernodes:
         return fed
-    import tomllib
     from dataclasses import replace
 
     from datasets.registry import load_dataset
-    from strategies.config import RunConfig, parse_overrides
 
-    pyproject = tomllib.loads((fz.PROJECT_ROOT / "pyproject.toml").read_text())
-    defaults = pyproject["tool"]["flwr"]["app"]["config"]
-    cfg = RunConfig.from_run_config({**defaults, **fed.run_config, **parse_overrides(overrides)})
+    cfg = run_config_of(fed, overrides)
     users = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
                          cfg.synthetic_spec()).n_users
     print(f"gfmfr: federation {fed.name}: {users} SuperNodes, one per user of {cfg.dataset} "
           f"({cfg.data_path()})", flush=True)
     return replace(fed, num_supernodes=users)
+
+
+def check_data(fed: fz.Federation, overrides: str = "") -> str:
+    """``gfmfr data check``: load a federation's dataset and its split as a run would, and say
+    what a run will see (or raise the loader's one-line error)."""
+    from datasets.registry import load_dataset, load_split
+
+    cfg = run_config_of(fed, overrides)
+    data = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.synthetic_spec())
+    split = load_split(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.seed,
+                       cfg.synthetic_spec(), cfg.cold_items)
+    catalog = data.catalog
+    no_text = sum(not text.strip() for text in catalog.texts) if "text" not in catalog.features \
+        else 0
+    lines = [f"{cfg.dataset} in {cfg.data_path()}: OK",
+             f"  users {data.n_users} (dropped {data.dropped_users} with fewer than 3 "
+             f"interactions), items {data.n_items}, interactions {data.n_interactions} "
+             f"({data.duplicates} repeated ones dropped)",
+             f"  items without image {catalog.n_missing_images}, without text {no_text}",
+             f"  split: {split.train.size} training interactions, one validation and one test "
+             f"item per user" + ("" if data.timestamps is not None else
+                                 " (no timestamps: seeded random hold-out)")]
+    if split.cold is not None:
+        lines.append(f"  new items (cold-items={cfg.cold_items}): {int(split.cold.sum())}, "
+                     f"{split.cold_test.size} held-out interactions")
+    if fed.kind == "simulation":
+        lines.append(f"  a simulation runs {sized(fed, overrides).num_supernodes} SuperNodes")
+    return "\n".join(lines)
+
+
+def run_config_of(fed: fz.Federation, overrides: str = ""):
+    """The run config a run on ``fed`` gets: pyproject defaults, the federation's, ``-c``."""
+    import tomllib
+
+    from strategies.config import RunConfig, parse_overrides
+
+    pyproject = tomllib.loads((fz.PROJECT_ROOT / "pyproject.toml").read_text())
+    defaults = pyproject["tool"]["flwr"]["app"]["config"]
+    return RunConfig.from_run_config({**defaults, **fed.run_config, **parse_overrides(overrides)})
 
 
 def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> int:

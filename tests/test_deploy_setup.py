@@ -174,6 +174,13 @@ def test_auto_sized_simulation_fits_a_dataset_of_ones_own(tmp_path, capsys):
     fed = sized(project.federation("gfmfr"), f"data-dir='{tmp_path}'")
     assert fed.num_supernodes == 10
     assert "num-supernodes=10" in fz.simulation_options(fed, project.simulation)
+    # gfmfr data check says what a run will see, before anything trains
+    assert main(["data", "check", "gfmfr", "-c", f"data-dir='{tmp_path}'"]) == 0
+    out = capsys.readouterr().out
+    assert "users 10 (dropped 2 with fewer than 3" in out and "runs 10 SuperNodes" in out
     # a folder without the data: one line that names it, no traceback
-    assert main(["run", "gfmfr", "-c", f"data-dir='{tmp_path / 'nowhere'}'"]) == 2
-    assert "nowhere" in capsys.readouterr().err
+    for command in ("run", "data check"):
+        argv = [*command.split(), "gfmfr", "-c", f"data-dir='{tmp_path / 'nowhere'}'"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "nowhere" in err and "Traceback" not in err
