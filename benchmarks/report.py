@@ -108,6 +108,20 @@ def plot_scale(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def privacy_section() -> list[str]:
+    stored = load("attack-ml-100k-mm.json")
+    if stored is None:
+        return ["_Not measured yet: `python -m benchmarks.attack ... --json "
+                "docs/benchmarks/attack-ml-100k-mm.json` (see docs/privacy.md)._"]
+    lines = ["| uploads (run config) | precision | recall | F1 | users | rounds | epsilon |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for variant, r in stored["results"].items():
+        eps = "-" if r.get("epsilon") is None else f"{r['epsilon']:g}"
+        lines.append(f"| `{variant}` | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} "
+                     f"| {r['users']} | {r['rounds']} | {eps} |")
+    return lines
+
+
 def results_section() -> list[str]:
     lines = []
     for table in sorted((ROOT / "docs" / "results").glob("*/table.md")):
@@ -135,10 +149,11 @@ def result_rows(dataset: str, recipe: bool = True) -> dict[str, dict]:
     """Every run label in ``docs/results/<dataset>-*/table.csv``, pooled over the tables holding it.
 
     Tables of the current training recipe (folders ``<dataset>-recipe*``) and those of the spec's
-    SGD recipe that came before (every other folder) are never pooled together."""
+    SGD recipe that came before (every other folder) are never pooled together, nor with tables
+    of new items (``*-cold*``: another split, warm items ranked among warm items only)."""
     found: dict[str, list[dict]] = {}
     for path in sorted((ROOT / "docs" / "results").glob(f"{dataset}-*/table.csv")):
-        if path.parent.name.startswith(f"{dataset}-recipe") != recipe:
+        if path.parent.name.startswith(f"{dataset}-recipe") != recipe or "-cold" in path.parent.name:
             continue
         with path.open() as handle:
             for row in csv.DictReader(handle):
@@ -222,6 +237,13 @@ def main() -> None:
             "9.8-10.0 s (A/B, same machine and hour). `wire-dtype=float16` halves what is left: "
             "FedRAP's traffic per client and round 908 KB (whole tables) -> 615 KB (default) -> "
             "310 KB; its accuracy effect is in the options table below.", "",
+            "## Privacy: what the server learns of users' training items", "",
+            "`python -m benchmarks.attack -c \"dataset='ml-100k-mm' strategy='pfedrec'\" "
+            "--rounds 3 --variant \"\" --variant \"upload-rows=false\" --variant "
+            "\"ldp-epsilon=8.0 ldp-clip=1.0 ldp-mechanism='gaussian'\" --json "
+            "docs/benchmarks/attack-ml-100k-mm.json`: an honest-but-curious server's guess of every "
+            "user's training items from its uploads (docs/privacy.md); a random guess of the same "
+            "size scores about 0.06.", "", *privacy_section(), "",
             "## Accuracy", "",
             "Tables under `docs/results/<dataset>-recipe*` use the current training recipe "
             "(docs/training-recipe.md); every other table was run with the spec's SGD recipe "
