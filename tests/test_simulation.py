@@ -47,6 +47,12 @@ def test_every_strategy_runs_two_rounds_in_a_ray_simulation(flwr_env, tmp_path: 
 
 
 def test_federation_sized_for_another_dataset_fails_fast(flwr_env, tmp_path: Path):
-    done = gfmfr_run("synthetic", f"dataset='ml-100k-mm' results-dir='{tmp_path}'", timeout=180)
-    assert done.returncode == 1
+    toml = tmp_path / "flower.toml"
+    toml.write_text('default = "fixed"\n[simulation]\nclient-cpus = 1\nray-cpus = 2\n'
+                    '[federations.fixed]\nkind = "simulation"\nnum-supernodes = 60\n'
+                    'run-config = { dataset = "synthetic" }\n')
+    done = subprocess.run([sys.executable, "-m", "server_app.cli", "run", "--flower-toml",
+                           str(toml), "-c", f"dataset='ml-100k-mm' results-dir='{tmp_path}'"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "the federation has 60 SuperNodes but ml-100k-mm has 943 users" in done.stdout
