@@ -128,7 +128,7 @@ def results_section() -> list[str]:
         text = table.read_text().splitlines()
         lines += ["#" + text[0], *text[1:], "",
                   f"![validation HR@50 per round](results/{table.parent.name}/val_hr50.png)", ""]
-    return lines or ["_No comparison has been run yet (`python -m benchmarks.compare`)._"]
+    return lines or ["_No comparison has been run yet (`gfmfr compare`)._"]
 
 
 def pooled(rows: list[dict]) -> dict:
@@ -185,7 +185,7 @@ def gain_section(dataset: str = "ml-100k-mm", recipe: bool = True) -> list[str]:
              else "the spec's SGD recipe, before the current one")
     if len(lines) == 2:
         return [f"_No GFMFR run next to its baseline on {dataset} with {which} yet "
-                "(`python -m benchmarks.compare`)._", ""]
+                "(`gfmfr compare`)._", ""]
     return [f"GFMFR against its own backbone on {dataset}, {which}: test metrics at the best-validation "
             "round, mean ± std over seeds (seeds: baseline / GFMFR; a run split over several "
             "tables is pooled exactly from their means and standard deviations).", "", *lines, ""]

@@ -11,6 +11,8 @@
     gfmfr data check [FEDERATION] [-c ...]         load a dataset as a run would and describe it
     gfmfr tune [DATASET] [-c ...] [--trials N]     tune the recipe on the validation split
                                                    (server_app/tuning.py; --help for options)
+    gfmfr compare --runs RUN ... --out DIR         strategies and variants over seeds: one table
+                                                   (server_app/comparison.py; --help for options)
 
 For a simulated federation ``run`` starts a private SuperLink (own port, Ray settings from
 ``[simulation]``), runs the app, checks that Flower reports ``finished:completed`` and stops every
@@ -20,6 +22,7 @@ process it started. For a deployment it submits the run to the SuperLink named i
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = _parser().parse_args(argv)
     try:
+        if args.command == "compare":
+            from server_app import comparison
+
+            return comparison.main(args, "gfmfr " + shlex.join(argv))
         if args.command == "certs":
             certs = certificates.generate(args.folder, args.hosts, args.nodes)
             print(f"certificates in {certs.folder}: ca.crt, server.pem, server.key"
@@ -86,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("federation", nargs="?", help="federation whose dataset to check")
     data.add_argument("-c", "--run-config", default="", help='overrides, e.g. "data-dir=\'x\'"')
     data.add_argument("--flower-toml", type=Path, default=fz.FLOWER_TOML)
+    from server_app import comparison
+
+    comparison.add_arguments(sub.add_parser("compare", help="compare strategies over seeds",
+                                            description=comparison.__doc__.split("\n\n")[0]))
     certs = sub.add_parser("certs", help="make a test CA, SuperLink certificate and node keys")
     certs.add_argument("folder", type=Path)
     certs.add_argument("--hosts", nargs="*", default=[],

@@ -7,10 +7,14 @@ federation runs in about a second, so contract tests cover every strategy, and l
 use one core per run. ``gfmfr run`` (Ray simulation) and deployments run the very same code.
 Building messages outside a Flower process needs a task identity, which this sets as Flower's
 own runtime does.
+
+``python -m server_app.inprocess -c "key=value ..."`` runs the app once this way, one SuperNode per
+user of the dataset (``gfmfr compare --engine inprocess`` runs each of its runs so).
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +27,8 @@ from flwr.clientapp import ClientApp
 from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
+
+from strategies.config import parse_overrides
 
 # node_id, message -> replacement reply content (or raise) for fault injection
 Fault = Callable[[int, Message, Message], Message | None]
@@ -146,3 +152,15 @@ def run_dataset_inprocess(run_config: dict[str, Any]) -> Any:
     users = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
                          cfg.synthetic_spec()).n_users
     return run_inprocess({**run_config, "max-in-flight": 0}, users, record=False)[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the app once in one process (no Ray, "
+                                     "no SuperLink), one SuperNode per user of the dataset.")
+    parser.add_argument("-c", "--run-config", default="", help='overrides, e.g. "seed=1"')
+    args = parser.parse_args(argv)
+    run_dataset_inprocess(parse_overrides(args.run_config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,33 +1,95 @@
-"""benchmarks.compare: real runs, reuse of finished ones, and tables of the finished ones only."""
+"""``gfmfr compare``: real runs, tables rebuilt from summaries alone, and one-line errors."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
+import shlex
+import shutil
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import pytest
+
+from server_app import references
+from server_app.cli import main
+from tests.conftest import ROOT
 
 
-def compare(out: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--federation",
-                           "synthetic", "--runs", "fcf", "--out", str(out), "--engine",
-                           "inprocess", "--run-config",
-                           f"num-server-rounds=2 cache-dir='{out / 'cache'}'", *args],
-                          cwd=ROOT, capture_output=True, text=True, check=True)
-    return done.stdout
+def rows(table: Path) -> list[str]:
+    return [line for line in table.read_text().splitlines() if line.startswith("| `")]
 
 
-def test_finished_only_tabulates_what_ran_and_runs_nothing(tmp_path):
-    compare(tmp_path, "--seeds", "0")
-    assert (tmp_path / "runs" / "fcf-seed0" / "summary.json").is_file()
+def compare(out: Path, *args: str) -> int:
+    return main(["compare", "--federation", "synthetic", "--runs", "fcf", "--out", str(out),
+                 "--engine", "inprocess", "--run-config",
+                 f"num-server-rounds=2 cache-dir='{out / 'cache'}'", *args])
 
-    printed = compare(tmp_path, "--seeds", "0", "1", "--finished-only")
 
-    assert "fcf seed 1: not run yet" in printed
+def test_finished_only_rebuilds_the_table_from_summaries_alone(tmp_path, capsys, monkeypatch):
+    assert compare(tmp_path, "--seeds", "0") == 0
+    summary = json.loads((tmp_path / "runs" / "fcf-seed0" / "summary.json").read_text())
+    built = rows(tmp_path / "table.md")
+    for name in ("table.md", "table.csv", "val_hr50.png"):
+        (tmp_path / name).unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a reference was recomputed instead of read from references.json")
+
+    monkeypatch.setitem(references.REFERENCES, "central-mf", no_training)
+    monkeypatch.setitem(references.REFERENCES, "pop", no_training)
+    capsys.readouterr()
+    assert compare(tmp_path, "--seeds", "0", "1", "--finished-only") == 0
+
+    assert "fcf seed 1: not run yet" in capsys.readouterr().out
     assert not (tmp_path / "runs" / "fcf-seed1").exists()
-    table = (tmp_path / "table.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| `fcf`"))
-    assert row.split("|")[2].strip() == "1"  # seeds column
-    assert "±" not in row  # a single seed has no spread to show
+    assert rows(tmp_path / "table.md") == built
+    fcf = built[0].split("|")
+    assert fcf[2].strip() == "1" and "±" not in built[0]  # one seed: no spread to show
+    assert fcf[5].strip() == f"{summary['test']['HR@50']:.4f}"
+    assert [row.split("|")[1].strip() for row in built] == [
+        "`fcf`", "`pop` *non-federated*", "`central-mf` *non-federated*"]
     assert (tmp_path / "val_hr50.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["ml-100k-mm-cold", "ml-100k-mm-recipe", "ml-1m-mm-recipe"])
+def test_committed_tables_are_rebuilt_from_their_committed_summaries(tmp_path, name):
+    """The command in a table's header, with --finished-only, gives its rows back exactly
+    (references from references.json: no dataset needed)."""
+    committed = ROOT / "docs" / "results" / name
+    shutil.copytree(committed, tmp_path / name, ignore=shutil.ignore_patterns("table.*", "*.png"))
+    header = next(line for line in (committed / "table.md").read_text().splitlines()
+                  if line.startswith("Command: "))
+    argv = shlex.split(header.removeprefix("Command: `").removesuffix("`"))
+    argv = argv[argv.index("benchmarks.compare") + 1:]  # its flags are gfmfr compare's
+    argv[argv.index("--out") + 1] = str(tmp_path / name)
+
+    assert main(["compare", *argv, "--finished-only"]) == 0
+
+    assert rows(tmp_path / name / "table.md") == rows(committed / "table.md")
+
+
+def _error(capsys, argv: list[str]) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith("gfmfr: ")
+    assert "Traceback" not in captured.err + captured.out
+    return captured.err
+
+
+def test_bad_input_is_one_line_that_says_what_to_do(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "runs").mkdir(parents=True)
+    base = ["compare", "--federation", "synthetic", "--engine", "inprocess"]
+
+    assert "without --finished-only" in _error(
+        capsys, [*base, "--runs", "fcf", "--out", str(tmp_path / "missing"), "--finished-only"])
+    assert "holds no summary.json" in _error(
+        capsys, [*base, "--runs", "fcf", "--out", str(empty), "--finished-only"])
+    assert "unknown strategy 'fedmagic'" in _error(
+        capsys, [*base, "--runs", "fcf", "fedmagic", "--out", str(tmp_path / "new")])
+    assert "unknown run-config keys lrr" in _error(
+        capsys, [*base, "--runs", "fcf:lrr=0.1", "--out", str(tmp_path / "new")])
+    assert "unknown dataset 'ml-10m'" in _error(
+        capsys, ["compare", "--federation", "ml-10m", "--engine", "inprocess", "--runs", "fcf",
+                 "--out", str(tmp_path / "new")])
+    assert not (tmp_path / "new").exists()  # nothing ran

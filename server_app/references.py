@@ -1,6 +1,6 @@
 """Non-federated reference rows for every results table: most-popular and a centralised MF.
 
-    python -m benchmarks.references --dataset ml-100k-mm --seeds 0 1 2 --json out.json
+    python -m server_app.references --dataset ml-100k-mm --seeds 0 1 2 --json out.json
 
 Both are computed on the federated runs' own split (``datasets.registry.load_split``) and scored by
 the clients' own metric code (``client_app.training.split_metrics``), so a table can put them beside
