@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shlex
 import time
 from logging import INFO, WARNING
 from pathlib import Path
@@ -101,15 +102,20 @@ def seed_everything(seed: int) -> None:
 
 
 def _log_final(content: dict, path: Path) -> None:
+    """The run's last lines: the result, where its files are and how to plot them."""
+    folder = path.parent
     if content["best_round"] is None:
-        log(INFO, "no evaluation was recorded; results in %s", path)
-        return
-    fmt = lambda m: " ".join(f"{k} {v:.4f}" for k, v in m.items())  # noqa: E731
-    log(INFO, "best validation round %d (%s)", content["best_round"], content["select_metric"])
-    log(INFO, "  val : %s", fmt(content["val"]))
-    log(INFO, "  test: %s", fmt(content["test"]))
-    if content.get("cold"):
-        log(INFO, "  cold: %s (new items, ranked among new items)", fmt(content["cold"]))
+        log(INFO, "no evaluation was recorded")
+    else:
+        fmt = lambda m: " ".join(f"{k} {v:.4f}" for k, v in m.items())  # noqa: E731
+        log(INFO, "best validation round %d (%s)", content["best_round"], content["select_metric"])
+        log(INFO, "  val : %s", fmt(content["val"]))
+        log(INFO, "  test: %s", fmt(content["test"]))
+        if content.get("cold"):
+            log(INFO, "  cold: %s (new items, ranked among new items)", fmt(content["cold"]))
     if content["seconds_per_round"] is not None:
-        log(INFO, "%.2f s per round, %.1f s in all; results in %s", content["seconds_per_round"],
-            content["total_seconds"], path)
+        log(INFO, "%.2f s per round, %.1f s in all", content["seconds_per_round"],
+            content["total_seconds"])
+    log(INFO, "results in %s (summary.json, rounds.csv)", folder)
+    log(INFO, "learning curves: gfmfr report %s --out %s", shlex.quote(str(folder)),
+        shlex.quote(str(folder / "report")))

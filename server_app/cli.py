@@ -13,6 +13,7 @@
                                                    (server_app/tuning.py; --help for options)
     gfmfr compare --runs RUN ... --out DIR         strategies and variants over seeds: one table
                                                    (server_app/comparison.py; --help for options)
+    gfmfr report RUN_DIR ... --out DIR             learning curves (PNG) and a table of runs
 
 For a simulated federation ``run`` starts a private SuperLink (own port, Ray settings from
 ``[simulation]``), runs the app, checks that Flower reports ``finished:completed`` and stops every
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             from server_app import comparison
 
             return comparison.main(args, "gfmfr " + shlex.join(argv))
+        if args.command == "report":
+            from server_app import run_report
+
+            return run_report.main(args, "gfmfr " + shlex.join(argv))
         if args.command == "certs":
             certs = certificates.generate(args.folder, args.hosts, args.nodes)
             print(f"certificates in {certs.folder}: ca.crt, server.pem, server.key"
@@ -97,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
 
     comparison.add_arguments(sub.add_parser("compare", help="compare strategies over seeds",
                                             description=comparison.__doc__.split("\n\n")[0]))
+    from server_app import run_report
+
+    run_report.add_arguments(sub.add_parser("report", help="plot runs' learning curves",
+                                            description=run_report.__doc__.split("\n\n")[0]))
     certs = sub.add_parser("certs", help="make a test CA, SuperLink certificate and node keys")
     certs.add_argument("folder", type=Path)
     certs.add_argument("--hosts", nargs="*", default=[],
