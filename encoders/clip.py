@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from encoders.base import EncoderOptions, free_cores, torch_threads
 from encoders.cache import dir_fingerprint, file_fingerprint, string_key
+from encoders.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -146,11 +146,12 @@ class OpenClipText(_OpenClipTower):
     def encode(self, texts: list[str]) -> np.ndarray:
         model, _, tokenizer = _load(self.source, self.options)
         size, rows = self.options.batch(32, 256), []
-        with torch.inference_mode(), torch_threads(free_cores):
-            for start in tqdm(range(0, len(texts), size), unit="batch", desc="open-clip text",
-                              disable=None):
+        with torch.inference_mode(), torch_threads(free_cores), \
+                Progress(len(texts), "text open-clip") as bar:
+            for start in range(0, len(texts), size):
                 tokens = tokenizer(texts[start:start + size]).to(self.options.device)
                 rows.append(model.encode_text(tokens).float().cpu().numpy())
+                bar.update(len(tokens))
         return np.concatenate(rows) if rows else np.zeros((0, self.dim()), np.float32)
 
 

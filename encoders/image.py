@@ -17,10 +17,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
 from encoders.base import EncoderOptions, ImageEncoder, cpu_workers, n_cpus, torch_threads
 from encoders.cache import file_fingerprint
+from encoders.progress import Progress
 
 _T = TypeVar("_T")
 
@@ -177,7 +177,7 @@ def encode_image_files(paths: list[Path], encoder: ImageEncoder,
     on_cpu = options.device == "cpu"
     task = _encode_chunk if on_cpu else _decode_chunk
     with torch_threads(1), ThreadPoolExecutor(workers, "encode") as pool, \
-            tqdm(total=len(paths), unit="img", desc=encoder.name, disable=None) as bar:
+            Progress(len(paths), f"image {encoder.name}") as bar:
         for chunk, (good, result) in zip(chunks, _in_order(pool, task, chunks, encoder,
                                                            2 * workers), strict=True):
             # on CPU the workers return feature rows, on GPU the decoded pixels to encode here

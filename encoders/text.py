@@ -2,13 +2,14 @@
 
 Outputs are whatever the model's own pipeline returns (all-MiniLM-L6-v2 ends in a Normalize module,
 so its rows are unit length). sentence-transformers sorts texts by length inside ``encode``, so the
-whole list is handed over at once rather than batch by batch.
+list is handed over in a few large chunks of texts of similar length (longest first, as
+sentence-transformers would order them), which keeps its batches as tight and lets the progress
+show items done, items per second and time left.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,14 @@ import numpy as np
 
 from encoders.base import EncoderOptions, free_cores, torch_threads
 from encoders.cache import dir_fingerprint
+from encoders.progress import Progress
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
+CHUNK_BATCHES = 8  # batches per call to sentence-transformers between progress updates
 PREPROCESS = "st-native-v1"  # the model's own tokenizer and pooling, float32 output
 MINILM_DIM = 384
 
@@ -42,9 +45,16 @@ class SentenceTransformerText:
     def _load(self) -> SentenceTransformer:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
             logger.info("loading text encoder %s on %s", self.name, self.options.device)
-            self._model = SentenceTransformer(self.source, device=self.options.device)
+            shown = transformers_logging.is_progress_bar_enabled()
+            transformers_logging.disable_progress_bar()  # its "Loading weights" bar: noise here
+            try:
+                self._model = SentenceTransformer(self.source, device=self.options.device)
+            finally:
+                if shown:
+                    transformers_logging.enable_progress_bar()
         return self._model
 
     def dim(self) -> int:
@@ -54,10 +64,20 @@ class SentenceTransformerText:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
-        with torch_threads(free_cores):
-            vectors = model.encode(texts, batch_size=self.options.batch(32, 128),
-                                   convert_to_numpy=True, show_progress_bar=sys.stderr.isatty())
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        batch = self.options.batch(32, 128)
+        order = np.argsort([-len(text) for text in texts], kind="stable")
+        vectors = None
+        with torch_threads(free_cores), Progress(len(texts), f"text {self.name}") as bar:
+            for start in range(0, len(texts), batch * CHUNK_BATCHES):
+                rows = order[start:start + batch * CHUNK_BATCHES]
+                chunk = np.asarray(model.encode([texts[i] for i in rows], batch_size=batch,
+                                                convert_to_numpy=True, show_progress_bar=False),
+                                   dtype=np.float32).reshape(len(rows), -1)
+                if vectors is None:
+                    vectors = np.zeros((len(texts), chunk.shape[1]), dtype=np.float32)
+                vectors[rows] = chunk
+                bar.update(len(rows))
+        return vectors if vectors is not None else np.zeros((0, self.dim()), dtype=np.float32)
 
 
 def minilm(argument: str, options: EncoderOptions) -> SentenceTransformerText:

@@ -18,6 +18,7 @@ from datasets.registry import load_dataset
 from server_app import linkstate_index
 from server_app.nodes import connect_nodes
 from server_app.results import run_name, summary, write_results
+from server_app.run_log import encoder_progress_in_log, without_flower_history
 from server_app.windowed_grid import WindowedGrid
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
@@ -45,7 +46,8 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     template = build_backbone(backbone, dataset.n_items, hyper(cfg), cfg.seed)
     users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
                           cfg.node_wait, cfg.round_timeout)
-    strategy = spec.strategy.for_run(cfg, template, dataset, users)
+    with encoder_progress_in_log():  # GFMFR encodes item content here, once
+        strategy = spec.strategy.for_run(cfg, template, dataset, users)
     budget = cfg.ldp_budget()
     if budget is not None:
         log(INFO, "local DP: %s noise of scale %.4g on updates clipped to %s %.4g: epsilon %.4g "
@@ -65,8 +67,9 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     if cfg.max_in_flight:
         grid = WindowedGrid(grid, cfg.max_in_flight)
     if done < cfg.num_server_rounds:
-        strategy.start(grid, to_record(shared), num_rounds=cfg.num_server_rounds - done,
-                       timeout=cfg.round_timeout)
+        with without_flower_history():  # the run ends with its result, not Flower's dump
+            strategy.start(grid, to_record(shared), num_rounds=cfg.num_server_rounds - done,
+                           timeout=cfg.round_timeout)
     content = summary(cfg, strategy.history, backbone, dataset.describe(),
                       time.perf_counter() - start,
                       {"data_path": str(cfg.data_path()),

@@ -24,6 +24,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+from tqdm import tqdm
 
 from datasets.interactions import Dataset
 from strategies import protocol as p
@@ -326,6 +327,9 @@ class FedRecStrategy(Strategy):
         previous = self.history.rounds.get(server_round - 1)
         if previous is not None and previous.val is not None:
             line += " | " + _metrics_line(previous.val, f"val after round {server_round - 1}")
+        left = self.history.seconds_left(server_round, self.cfg.num_server_rounds)
+        if left is not None:
+            line += f" | {tqdm.format_interval(left)} left"
         log(INFO, line)
         if self.history.stopped_after is not None and self.history.stopped_after == server_round - 1:
             log(INFO, "early stopping: no %s improvement in %d evaluations; best round %s",
