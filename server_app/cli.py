@@ -16,8 +16,9 @@
     gfmfr report RUN_DIR ... --out DIR             learning curves (PNG) and a table of runs
 
 For a simulated federation ``run`` starts a private SuperLink (own port, Ray settings from
-``[simulation]``), runs the app, checks that Flower reports ``finished:completed`` and stops every
-process it started. For a deployment it submits the run to the SuperLink named in flower.toml.
+``[simulation]``; with ``ray-address`` it first checks the Ray cluster there), runs the app,
+checks that Flower reports ``finished:completed`` and stops every process it started. For a
+deployment it submits the run to the SuperLink named in flower.toml.
 """
 
 from __future__ import annotations
@@ -219,6 +220,8 @@ def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> 
     if fed.kind == "deployment":
         sync_connections(project)
         return _submit(command[:3] + [fed.name] + command[3:] + ["--stream"], fed.name)
+    if project.simulation.ray_address:
+        check_ray_cluster(project.simulation)
     port = processes.free_port()
     fz.write_connections({SIMULATION_CONNECTION: {"address": f"127.0.0.1:{port}",
                                                   "insecure": True}})
@@ -236,6 +239,18 @@ def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> 
         return _submit(command, SIMULATION_CONNECTION)
     finally:
         processes.stop(superlink.pid)
+
+
+def check_ray_cluster(settings: fz.SimulationSettings) -> None:
+    """Before a run on a Ray cluster: say what it offers, or raise with the fix (about 2 s)."""
+    from server_app import ray_cluster
+
+    nodes = ray_cluster.check(settings.ray_address, settings.client_cpus,
+                              settings.ray_inline_bytes)
+    print(f"gfmfr: {ray_cluster.describe(nodes, settings.ray_address, settings.client_cpus)}",
+          flush=True)
+    for warning in ray_cluster.warnings(nodes, settings.ray_inline_bytes):
+        print(f"gfmfr: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def _submit(command: list[str], connection: str) -> int:

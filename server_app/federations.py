@@ -35,12 +35,16 @@ class SimulationSettings:
     ray_address: str = ""
 
     def environment(self) -> dict[str, str]:
-        """Environment for the SuperLink process that starts the Simulation Runtime."""
-        env = {"RAY_max_direct_call_object_size": str(self.ray_inline_bytes),
-               "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
-        if self.ray_address:
-            env["RAY_ADDRESS"] = self.ray_address
-        return env
+        """Environment for the SuperLink process that starts the Simulation Runtime.
+
+        ``RAY_ADDRESS`` is always set: without it ``ray.init()`` joins any cluster that
+        ``ray start`` left on this machine (``/tmp/ray/ray_current_cluster``) and then refuses
+        our ``num_cpus`` ("When connecting to an existing cluster, num_cpus and num_gpus must not
+        be provided"). ``local`` makes Ray start its own instance.
+        """
+        return {"RAY_max_direct_call_object_size": str(self.ray_inline_bytes),
+                "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+                "RAY_ADDRESS": self.ray_address or "local"}
 
 
 AUTO = "auto"
@@ -86,6 +90,12 @@ class FlowerToml:
         return self.federations[chosen]
 
 
+TOP_KEYS = ("default", "simulation", "federations")
+SIMULATION_KEYS = ("client-cpus", "ray-cpus", "ray-inline-bytes", "ray-address")
+FEDERATION_KEYS = ("kind", "num-supernodes", "address", "insecure", "root-certificates",
+                   "certificates", "node-auth", "node-config", "run-config")
+
+
 def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
     """Parse and check ``flower.toml``; errors name the key and the fix."""
     if not path.is_file():
@@ -94,6 +104,7 @@ def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise FlowerTomlError(f"{path} is not valid TOML: {error}") from None
+    _check_keys(path, raw)
     sim = raw.get("simulation", {})
     settings = SimulationSettings(
         client_cpus=int(sim.get("client-cpus", 1)), ray_cpus=int(sim.get("ray-cpus", 2)),
@@ -125,6 +136,21 @@ def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
     if default not in federations:
         raise FlowerTomlError(f"{path}: default = {default!r} names no federation.")
     return FlowerToml(default, settings, federations)
+
+
+def _check_keys(path: Path, raw: dict[str, Any]) -> None:
+    """Refuse keys nobody reads: a ``ray-address`` that lands in the last federation table (a
+    line appended at the end of the file) would otherwise be ignored in silence."""
+    tables = [("", raw, TOP_KEYS), ("[simulation]", raw.get("simulation", {}), SIMULATION_KEYS)]
+    tables += [(f"[federations.{name}]", entry, FEDERATION_KEYS)
+               for name, entry in raw.get("federations", {}).items()]
+    for where, table, known in tables:
+        for key in table:
+            if key in known:
+                continue
+            hint = " (it belongs in [simulation])" if key in SIMULATION_KEYS else ""
+            raise FlowerTomlError(f"{path}: unknown key {key!r} {where or 'at the top'}{hint}; "
+                                  f"known there: {', '.join(known)}.")
 
 
 def _check_deployment(path: Path, name: str, entry: dict[str, Any]) -> None:
