@@ -69,6 +69,8 @@ class RunConfig:
     lr: float = 0.01
     item_lr: float = 0.0  # learning rate of the shared item tables; 0 = lr
     personal_lr: float = 0.0001  # learning rate of private item tables (FedRAP's D_u)
+    mlp_lr: float = 0.001  # learning rate of NCF's shared MLP (FedNCF, FedRAP); 0 = lr
+    mlp_init: str = "factorized"  # factorized | random (PyTorch's): how NCF's MLP starts
     weight_decay: float = 0.0
     item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
     server_lr: float = 3.0  # server step on the mean update (FedAvg = 1)
@@ -126,6 +128,7 @@ class RunConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.item_lr >= 0, "item-lr must be >= 0 (0 = lr)"),
             (self.personal_lr >= 0, "personal-lr must be >= 0"),
+            (self.mlp_lr >= 0, "mlp-lr must be >= 0 (0 = lr)"),
             (self.server_lr > 0, "server-lr must be > 0 (FedAvg is 1)"),
             (self.weight_decay >= 0, "weight-decay must be >= 0"),
             (self.neg_per_pos >= 0, "neg-per-pos must be >= 0"),
@@ -145,6 +148,7 @@ class RunConfig:
             ("kd-weight", self.kd_weight, ("adaptive", "fixed", "none")),
             ("wire-dtype", self.wire_dtype, ("float32", "float16")),
             ("optimizer", self.optimizer, ("adam", "sgd")),
+            ("mlp-init", self.mlp_init, ("factorized", "random")),
             ("item-aggregation", self.item_aggregation, ("rows", "all")),
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
             ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
@@ -190,7 +194,7 @@ class RunConfig:
                              f"{', '.join(RANKING_METRICS)}, got {self.select_metric!r}.")
 
     # --- derived values ------------------------------------------------------------------------
-    IDENTITY = ("dataset", "strategy", "backbone", "seed", "latent_dim", "cold_items",
+    IDENTITY = ("dataset", "strategy", "backbone", "seed", "latent_dim", "mlp_init", "cold_items",
                 "num_groups", "fusion", "text_encoder", "image_encoder", "clip_model",
                 "clip_pretrained", "synthetic_users", "synthetic_items", "synthetic_tastes",
                 "synthetic_interactions", "client_state_dir")

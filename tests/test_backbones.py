@@ -90,11 +90,47 @@ def test_fedrap_ramp_and_reference_bug():
 def test_item_tables_use_item_lr_whatever_the_catalogue():
     for n_items in (N_ITEMS, 10 * N_ITEMS):
         model = build_backbone("fedrap", n_items, Hyper(dim=DIM, lr=0.01, item_lr=0.05,
-                                                        personal_lr=0.002), seed=0)
+                                                        personal_lr=0.002, mlp_lr=0.003), seed=0)
         with model.only_items(np.array([1, 2])):  # also while training on a few rows
             groups = model.optimizer().param_groups
         by_lr = {round(g["lr"], 6): len(g["params"]) for g in groups}
-        assert by_lr == {0.01: 5, 0.05: 1, 0.002: 1}  # MLP + e_u; C; D_u
+        assert by_lr == {0.003: 4, 0.01: 1, 0.05: 1, 0.002: 1}  # MLP; e_u; C; D_u
+
+
+def test_mlp_lr_is_for_shared_dense_layers_only():
+    """A private head (PFedRec, FedRAP-original) trains at ``lr``; NCF's shared MLP at mlp-lr."""
+    hyper = Hyper(dim=DIM, lr=0.01, item_lr=0.05, mlp_lr=0.003)
+    for name, slow in (("pfedrec", 0), ("fedrap-original", 0), ("ncf", 4)):
+        groups = build_backbone(name, N_ITEMS, hyper, seed=0).optimizer().param_groups
+        assert sum(len(g["params"]) for g in groups if g["lr"] == 0.003) == slow, name
+
+
+@pytest.mark.parametrize("name", ["ncf", "fedrap"])
+def test_factorized_mlp_starts_as_a_product_of_user_and_item(name):
+    """With the noise off, the MLP is sum_k |x_k + y_k| - |x_k - y_k| over the first d/4 dims:
+    it grows with the agreement of user and item, as a dot product does."""
+    from strategies.backbones.models import factorized_mlp
+
+    d = 8
+    model = build_backbone(name, N_ITEMS, Hyper(dim=d), seed=0)
+    with torch.no_grad():
+        for param, value in zip((model.W1, model.b1, model.w, model.b),
+                                factorized_mlp(torch.Generator().manual_seed(0), d, noise=0.0)):
+            param.copy_(value)
+        model.e_u.copy_(torch.randn(d))
+    v = torch.randn(5, d)
+    x, k = model.e_u[: d // 4], d // 4
+    expected = ((x + v[:, :k]).abs() - (x - v[:, :k]).abs()).sum(1)
+    torch.testing.assert_close(model.mlp(v), expected)
+    aligned = torch.zeros(1, d)
+    aligned[0, :k] = model.e_u[:k]
+    assert model.mlp(aligned) > model.mlp(-aligned)
+
+
+def test_random_mlp_init_is_pytorch_default():
+    model = build_backbone("ncf", N_ITEMS, Hyper(dim=DIM, mlp_init="random"), seed=0)
+    bound = 1 / np.sqrt(2 * DIM)
+    assert model.W1.abs().max() <= bound and model.W1.std() > bound / 4
 
 
 @pytest.mark.parametrize("server_round", [1, 7])  # FedRAP's regulariser off (t = 0) and on

@@ -26,6 +26,8 @@ class Hyper:
     lr: float = 0.01  # (lr) learning rate of every parameter but the item tables
     item_lr: float = 0.01  # (item-lr) learning rate of the shared item tables
     personal_lr: float = 0.0001  # (personal-lr) learning rate of private item tables (FedRAP's D_u)
+    mlp_lr: float = 0.001  # (mlp-lr) learning rate of a shared MLP and head (NCF's)
+    mlp_init: str = "factorized"  # (mlp-init) factorized | random: how NCF's MLP starts
     weight_decay: float = 0.0  # (weight-decay)
     optimizer: str = "adam"  # (optimizer) adam | sgd
     reg_bug: bool = False  # (fedrap-reg-bug) reproduce the reference code's zeroed regularisers
@@ -125,11 +127,12 @@ class Backbone(nn.Module):
         rows that appear in one example of a batch and dense layers that appear in all: with SGD
         the item tables needed ``lr * n_items`` (FedRAP's rule), a rate that grows with the
         catalogue. A private item table (FedRAP's ``D_u``) sees one user's data only and, as fast
-        as the shared one, memorises it: it gets its own, smaller rate (docs/training-recipe.md).
+        as the shared one, memorises it: it gets its own, smaller rate; so does a shared MLP,
+        which each client would otherwise fit to its own user (docs/training-recipe.md).
         """
         def lr(name: str) -> float:
             if name not in self.ITEM_TABLES:
-                return self.hyper.lr
+                return self.hyper.mlp_lr if name in self.SHARED else self.hyper.lr
             return self.hyper.personal_lr if name in self.PRIVATE else self.hyper.item_lr
 
         by_lr: dict[float, list[nn.Parameter]] = {}
