@@ -33,7 +33,7 @@ class KDWeight:
     def value(self, base: float, kd: float, server_round: int, num_rounds: int) -> float:
         if self.mode == "fixed":
             return self.fixed
-        ratio = base / max(kd, 1e-8)
+        ratio = max(base, 0.0) / max(kd, 1e-8)
         self.ema = ratio if self.ema == 0.0 else self.decay * self.ema + (1 - self.decay) * ratio
         return min(self.ema, self.cap) * math.cos(math.pi * server_round / (2 * num_rounds))
 
@@ -86,7 +86,10 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
                 probs, entropy = teacher.batch(model, items)
                 kd = kd_loss(logits, probs, entropy)
                 kd_value = kd.item()
-                weight = kd_weight.value(base.item(), kd_value, server_round, num_rounds)
+                # the BCE alone: FedRAP's regularisers can take the base loss below 0, and a
+                # negative ratio would push the student away from its teacher
+                bce = F.binary_cross_entropy_with_logits(logits, labels).item()
+                weight = kd_weight.value(bce, kd_value, server_round, num_rounds)
                 total_kd += kd_value
             if hand:
                 with torch.no_grad():
