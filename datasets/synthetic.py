@@ -9,10 +9,13 @@ and a grouping method should recover the taste groups.
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw  # pillow arrives with torchvision
 
 from datasets.errors import DataError
 from datasets.interactions import Dataset, ItemCatalog, build_dataset
@@ -31,6 +34,8 @@ COLOURS = ((40, 60, 200), (220, 40, 90), (60, 60, 60), (250, 210, 40), (110, 20,
            (60, 200, 90), (120, 110, 60), (30, 160, 220))
 IMAGE_SIZE = 64
 MISSING_IMAGE_EVERY = 20  # every 20th item has no image, as real catalogues do
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,12 @@ def _item_text(item: int, topic: int, rng: np.random.Generator) -> str:
 
 def _render_images(spec: SyntheticSpec, topic: np.ndarray, image_root: Path
                    ) -> tuple[Path | None, ...]:
-    from PIL import Image, ImageDraw  # pillow arrives with torchvision
+    """Render each item's image into a folder keyed by ``spec``; reuse a cached file only if intact.
 
+    A cached PNG is kept when it decodes to exactly the pixels drawn now, so a file truncated by a
+    killed run, overwritten or otherwise corrupt is rendered again instead of reaching the image
+    encoder (which would mask it as a missing image and train on zeros).
+    """
     key = hashlib.sha1(repr(spec).encode()).hexdigest()[:12]
     folder = Path(image_root) / f"synthetic-{key}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,21 +123,40 @@ def _render_images(spec: SyntheticSpec, topic: np.ndarray, image_root: Path
             paths.append(None)
             continue
         path = folder / f"{item}.png"
-        if not path.is_file():
-            colour = tuple(int(c) for c in np.clip(np.asarray(COLOURS[t % len(COLOURS)]) + noise,
-                                                  0, 255))
-            image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), colour)
-            draw = ImageDraw.Draw(image)
-            box = (12, 12, IMAGE_SIZE - 12, IMAGE_SIZE - 12)
-            shape = t % 3
-            if shape == 0:
-                draw.ellipse(box, fill=(255, 255, 255))
-            elif shape == 1:
-                draw.rectangle(box, fill=(0, 0, 0))
-            else:
-                draw.polygon([(32, 8), (8, 56), (56, 56)], fill=(255, 255, 255))
-            tmp = path.with_suffix(".tmp.png")
+        image = _draw(t, noise)
+        if not _cached_matches(path, image):
+            if path.exists():
+                logger.warning("cached synthetic image %s is corrupt or stale: rendered again", path)
+            tmp = path.with_name(f"{item}.{os.getpid()}.tmp.png")  # per process: no shared tmp
             image.save(tmp)
             tmp.replace(path)
         paths.append(path)
     return tuple(paths)
+
+
+def _draw(t: int, noise: np.ndarray) -> Image.Image:
+    """The image of a topic-``t`` item: the topic's colour shifted by ``noise``, the topic's shape."""
+    colour = tuple(int(c) for c in np.clip(np.asarray(COLOURS[t % len(COLOURS)]) + noise, 0, 255))
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), colour)
+    draw = ImageDraw.Draw(image)
+    box = (12, 12, IMAGE_SIZE - 12, IMAGE_SIZE - 12)
+    shape = t % 3
+    if shape == 0:
+        draw.ellipse(box, fill=(255, 255, 255))
+    elif shape == 1:
+        draw.rectangle(box, fill=(0, 0, 0))
+    else:
+        draw.polygon([(32, 8), (8, 56), (56, 56)], fill=(255, 255, 255))
+    return image
+
+
+def _cached_matches(path: Path, image: Image.Image) -> bool:
+    """True if ``path`` holds a fully decodable image with exactly ``image``'s pixels."""
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as cached:
+            cached.load()  # decodes every byte: a truncated or damaged PNG raises here
+            return cached.mode == image.mode and cached.tobytes() == image.tobytes()
+    except (OSError, SyntaxError, ValueError):  # what Pillow raises for unreadable files
+        return False

@@ -146,6 +146,23 @@ def test_synthetic_is_seeded_and_structured(tmp_path):
     assert a.catalog.n_missing_images == 3 and a.catalog.image_paths[0].is_file()
 
 
+def test_a_corrupt_rendered_synthetic_image_is_rendered_again(tmp_path):
+    from PIL import Image
+
+    spec = SyntheticSpec(n_users=10, n_items=20, interactions=5)
+    paths = generate_synthetic(spec, tmp_path).catalog.image_paths
+    rendered = {i: paths[i].read_bytes() for i in (0, 1, 2)}
+    paths[0].write_bytes(rendered[0][: len(rendered[0]) // 2])  # truncated by a killed write
+    paths[1].write_bytes(b"not a png at all")
+    Image.new("RGB", (8, 8)).save(paths[2])  # decodes, but is not what the generator draws
+    again = generate_synthetic(spec, tmp_path).catalog.image_paths
+    assert again == paths
+    for i, original in rendered.items():
+        assert again[i].read_bytes() == original
+        with Image.open(again[i]) as image:
+            image.load()
+
+
 def test_registry_loads_synthetic(tmp_path):
     data = load_dataset("synthetic", tmp_path, tmp_path / "cache", SyntheticSpec(n_users=10))
     assert data.n_users == 10
