@@ -3,6 +3,11 @@
 Two rounds on a small synthetic federation: the run completes and evaluates every user, replies
 carry exactly the backbone's shared parameters (never a private one), the same seed gives the same
 result, and GFMFR with one group and no distillation is its backbone, run for run.
+
+40 items: every candidate list is shorter than 50, so HR@50 is 1.0 by construction and says
+nothing. Accuracy is read from NDCG@10 instead (:func:`assert_learned`): the untrained model of
+round 0 ranks near random (about 0.06-0.12), two rounds of training reach 0.22-0.34 on every
+strategy, and a model that does not learn stays where it started.
 """
 
 from __future__ import annotations
@@ -33,15 +38,22 @@ def config(cache_dir, tmp_path, **extra) -> dict:
             "results-dir": str(tmp_path), "max-in-flight": 0, "lr": 0.05, **extra}
 
 
+def assert_learned(run, last: int = 2, margin: float = 0.1) -> None:
+    """NDCG@10 after round ``last`` beats the untrained model of round 0 by ``margin``."""
+    before, after = (run.history.rounds[r].val["NDCG@10"] for r in (0, last))
+    assert after > before + margin, f"NDCG@10 {before:.3f} untrained, {after:.3f} trained"
+
+
 @pytest.mark.parametrize("strategy, backbone", COMBOS, ids=[f"{s}-{b}" if b else s
                                                             for s, b in COMBOS])
 def test_strategy_contract(strategy, backbone, cache_dir, tmp_path):
-    grid, run = run_inprocess(config(cache_dir, tmp_path, strategy=strategy, backbone=backbone),
-                              USERS)
+    grid, run = run_inprocess(config(cache_dir, tmp_path, strategy=strategy, backbone=backbone,
+                                     **{"select-metric": "NDCG@10"}), USERS)
     model = BACKBONES[backbone or STRATEGIES[strategy].default_backbone]
     assert run.history.rounds[2].trained == USERS
     assert run.history.rounds[0].evaluated_users == USERS
-    assert run.history.rounds[2].val is not None and run.history.best_round is not None
+    assert_learned(run)
+    assert run.history.best_round > 0  # a trained round beats the untrained model
     uploads = [r.content for r in grid.replies_seen if p.SHARED in r.content.array_records]
     assert uploads
     row_ids = {t + p.ROWS for t in set(model.ITEM_TABLES) & set(model.SHARED)}  # upload-rows auto
@@ -102,7 +114,7 @@ def test_sampling_trains_a_fraction_but_evaluates_everyone(cache_dir, tmp_path):
                                   **{"fraction-train": 0.5}), USERS)
     assert run.history.rounds[1].trained == USERS // 2
     assert run.history.rounds[1].evaluated_users == USERS
-    assert np.isfinite(run.history.rounds[2].val["HR@50"])
+    assert_learned(run)
 
 
 @pytest.mark.parametrize("wire", [{"upload-rows": True}, {"upload-rows": "auto"},
@@ -120,7 +132,9 @@ def test_lean_wire_formats(cache_dir, tmp_path, wire):
         assert lean.history.rounds[2].val == dense.history.rounds[2].val
     else:
         assert all(u["C"].numpy().dtype == np.float16 for u in uploads)
-        assert abs(lean.history.rounds[2].val["HR@50"] - dense.history.rounds[2].val["HR@50"]) < 0.2
+        assert_learned(lean)  # float16 rounding costs little: 0.27 vs 0.29 here
+        assert abs(lean.history.rounds[2].val["NDCG@10"]
+                   - dense.history.rounds[2].val["NDCG@10"]) < 0.1
 
 
 def test_gfmfr_own_model_teacher_sends_the_fused_table(cache_dir, tmp_path):
