@@ -115,7 +115,8 @@ def test_factorized_mlp_starts_as_a_product_of_user_and_item(name):
     model = build_backbone(name, N_ITEMS, Hyper(dim=d), seed=0)
     with torch.no_grad():
         for param, value in zip((model.W1, model.b1, model.w, model.b),
-                                factorized_mlp(torch.Generator().manual_seed(0), d, noise=0.0)):
+                                factorized_mlp(torch.Generator().manual_seed(0), d, noise=0.0),
+                                strict=True):
             param.copy_(value)
         model.e_u.copy_(torch.randn(d))
     v = torch.randn(5, d)
@@ -160,14 +161,29 @@ def test_hand_gradients_equal_autograd_on_loss(model, server_round):
         torch.testing.assert_close(grad, param.grad, msg=lambda m, name=name: f"{name}: {m}")
 
 
+def first_step(optimizer: str, lr: torch.Tensor, grad: torch.Tensor, param: torch.Tensor,
+               weight_decay: float) -> torch.Tensor:
+    """One step from a fresh optimiser, by hand: coupled L2 adds ``weight_decay * param`` to the
+    gradient; Adam's first step is ``lr * g / (|g| + eps)`` (bias-corrected moments of one g)."""
+    g = grad + weight_decay * param
+    return param - lr * (g if optimizer == "sgd" else g / (g.abs() + 1e-8))
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_hand_step_is_the_autograd_step(model, optimizer):
-    model.hyper = replace(model.hyper, optimizer=optimizer, weight_decay=1e-3, item_lr=0.5)
+    # rates and decay large enough that weight decay moves every parameter by lr * 0.1 * |p|, about
+    # 1e-3 (SGD) or up to lr (Adam, on rows the batch does not touch): far above assert_close's atol
+    decay = 0.1
+    model.hyper = replace(model.hyper, optimizer=optimizer, weight_decay=decay, lr=0.05,
+                          item_lr=0.5, personal_lr=0.05, mlp_lr=0.05)
     twin = copy.deepcopy(model)
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
     items, labels = torch.tensor([1, 4, 4, 9]), torch.tensor([1.0, 0.0, 1.0, 0.0])
-    optimizer = model.optimizer()
+    optimizer_ = model.optimizer()
+    rate = {id(param): group["lr"] for group in optimizer_.param_groups for param in group["params"]}
     model.loss(items, labels, 5)[0].backward()
-    optimizer.step()
+    grads = {name: param.grad.clone() for name, param in model.named_parameters()}
+    optimizer_.step()
     twin_optimizer = twin.optimizer()
     with torch.no_grad():
         logits, _, saved = twin.forward_saved(items, 5)
@@ -176,6 +192,15 @@ def test_hand_step_is_the_autograd_step(model, optimizer):
     twin_optimizer.step()
     for name, param in model.named_parameters():
         torch.testing.assert_close(getattr(twin, name), param, msg=lambda m, name=name: f"{name}: {m}")
+        expected = first_step(optimizer, rate[id(param)], grads[name], before[name], decay)
+        torch.testing.assert_close(param.detach(), expected,
+                                   msg=lambda m, name=name: f"{name} (weight decay): {m}")
+    # the check can see decay: rows of the shared item table outside the batch move by it alone
+    table = model.ITEM_TABLE
+    without = first_step(optimizer, rate[id(getattr(model, table))], grads[table], before[table],
+                         0.0)
+    untouched = torch.ones(N_ITEMS, dtype=torch.bool).index_fill_(0, items, False)
+    assert (getattr(model, table).detach() - without)[untouched].abs().min() > 1e-4
 
 
 def test_a_subclass_that_changes_the_loss_trains_with_autograd():
