@@ -91,13 +91,20 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_insecure_deployment_runs_gfmfr(flwr_env, tmp_path):
-    fed = flower_toml(tmp_path, tls=False, run_config=SMALL + ', strategy = "gfmfr", '
-                      'num-server-rounds = 2, num-groups = 2, fusion-epochs = 5')
+def test_readme_local_deployment_runs_gfmfr(flwr_env, tmp_path):
+    """The README's path: the committed local-deployment's run config, nothing overridden but
+    where files go (it once asked for 5 groups of 3 users and failed)."""
+    committed = fz.load_flower_toml(ROOT / "flower.toml").federation("local-deployment")
+    assert committed.num_supernodes == USERS
+    values = ", ".join(f"{key} = {json.dumps(value)}" for key, value in
+                       committed.run_config.items())
+    fed = flower_toml(tmp_path, tls=False, run_config=values)
     with deployed(fed, tmp_path / "flower.toml") as state:
         finish(start_run(tmp_path / "flower.toml"))
     rounds = {r["round"]: r for r in summary(tmp_path)["rounds"]}
-    assert sorted(rounds) == [0, 1, 2] and rounds[2]["trained"] == USERS
+    assert sorted(rounds) == [0, 1, 2, 3] and rounds[3]["trained"] == USERS
+    assert summary(tmp_path)["config"]["strategy"] == "gfmfr"
+
     for node in state.nodes:  # private state persisted on each node's own disk
         assert (node.state_dir / f"user-{node.index}.npz").is_file()
 
