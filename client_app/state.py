@@ -5,8 +5,9 @@ client of a run with ``client-state-dir``) also writes them to ``<dir>/user-<id>
 round, tagged with the run and the round, keeping the previous version as
 ``user-<id>.prev.npz``. A restarted SuperNode or a resumed server picks the newest version of the
 same run from before the current round (a server that crashed mid-round resumes from a round some
-clients had already passed); a new run picks up the newest version of any earlier run; a missing
-or corrupted file means a fresh start, logged, never a crash.
+clients had already passed). A new run starts every user afresh, whatever an earlier run left in
+the folder: results must not depend on it. A missing or corrupted file means a fresh start,
+logged, never a crash.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ def load_private(context: Context, user: int, upto_round: int, fallback_dir: str
             continue
         saved_round = int(arrays.pop(ROUND_FILE_KEY, 0))
         saved_run = arrays.pop(RUN_FILE_KEY, np.zeros(0, np.uint8)).tobytes().decode()
-        if saved_run == run and saved_round > upto_round:
+        if saved_run != run:
+            log(INFO, "%s holds user %d's state from run %r, not this run (%r): not used",
+                candidate, user, saved_run, run)
+            continue
+        if saved_round > upto_round:
             continue  # from a round the server is about to run again
         ema = arrays.pop(KD_EMA_FILE_KEY, None)
         if ema is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import ConfigRecord, Context, RecordDict
 
-from client_app.state import load_kd_ema, load_private, save_private
+from client_app.state import RUN_FILE_KEY, load_kd_ema, load_private, save_private
 from strategies import protocol as p
 
 
@@ -33,7 +33,9 @@ def test_state_round_trips_through_context_and_disk(tmp_path):
     assert load_kd_ema(restarted) == 2.5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["user-3.npz"]  # no temp files left
     assert load_private(context(tmp_path), 3, 0) is None  # saved in round 1: not for round 0
-    assert load_private(context(tmp_path), 3, 0, run="next run") is not None  # a new run resumes
+    # a new run starts afresh, whatever an earlier run (of any strategy) left in the folder
+    assert load_private(context(tmp_path), 3, 5, run="next run") is None
+    assert load_private(context(tmp_path), 3, 5, run="") is not None  # the same run, restarted
 
 
 def test_corrupted_state_file_means_a_fresh_start(tmp_path, caplog):
@@ -58,8 +60,9 @@ def test_state_file_of_another_model_means_a_fresh_start(tmp_path, caplog):
     content = RecordDict({p.SHARED: to_record(template.shared_arrays()),
                           p.CONFIG: ConfigRecord({p.STATE_ROUND: 5})})
     fresh = session.model(content)
-    np.savez(tmp_path / "user-3.npz", **{k: np.ones((2, 2), np.float32)
-                                         for k in fresh.private_arrays()})  # e.g. another dataset
+    np.savez(tmp_path / "user-3.npz", **{k: np.ones((2, 2), np.float32)  # e.g. after a bad edit
+                                         for k in fresh.private_arrays()},
+             **{RUN_FILE_KEY: np.frombuffer(session.run_key.encode(), np.uint8)})
     again = session.model(content)
     assert "does not fit this model" in caplog.text
     assert all(np.array_equal(again.private_arrays()[k], v)
