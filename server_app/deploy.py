@@ -188,6 +188,13 @@ def restart_node(fed: fz.Federation, deployment: Deployment, index: int,
     if node is None:
         raise RuntimeError(f"deployment {deployment.name} has SuperNodes "
                            f"0..{len(deployment.nodes) - 1}, not {index}.")
+    if not _is_flower(deployment.superlink_pid):
+        raise RuntimeError(
+            f"the SuperLink of deployment {deployment.name} is not running (pid "
+            f"{deployment.superlink_pid}; log {deployment.superlink_log}): restart the whole "
+            f"deployment with `gfmfr deploy down {deployment.name}` and `gfmfr deploy up "
+            f"{deployment.name}`, then continue the run with `gfmfr run {deployment.name} -c "
+            "\"resume=true run-name='<its run-name>'\"`.")
     if node.pid and _is_flower(node.pid):
         processes.stop(node.pid)
     deadline = time.monotonic() + timeout
@@ -203,6 +210,7 @@ def restart_node(fed: fz.Federation, deployment: Deployment, index: int,
         deployment.save()
         if _connected(process, node.log, offset):
             return node
+        processes.stop(process.pid)  # refused or not yet accepted: never leave a second copy
         if time.monotonic() > deadline:
             raise RuntimeError(f"SuperNode {index} was not accepted again within {timeout:.0f} s;"
                                f" log: {node.log}\n{processes.tail(node.log)}")

@@ -184,3 +184,15 @@ def test_auto_sized_simulation_fits_a_dataset_of_ones_own(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "nowhere" in err and "Traceback" not in err
+
+
+def test_restart_after_a_superlink_crash_says_how_to_recover(tmp_path):
+    """With the SuperLink gone a restarted SuperNode would never be accepted (and each retry left
+    another copy running): refuse, and name the commands that recover the run."""
+    fed = load(tmp_path).federations["plain"]
+    state = deploy.Deployment("plain", tmp_path, 1, superlink_pid=0,
+                              nodes=[deploy.Node(0, 9100, tmp_path / "node-0")])
+    with pytest.raises(RuntimeError, match="SuperLink of deployment plain is not running") as err:
+        deploy.restart_node(fed, state, 0)
+    assert "gfmfr deploy up plain" in str(err.value) and "resume=true" in str(err.value)
+    assert not (tmp_path / "node-0").exists()  # nothing was started
