@@ -84,6 +84,9 @@ def test_kl_term_by_hand():
 
 
 def test_probability_and_table_payloads_give_the_same_loss():
+    """PFedRec keeps its head private, so GFMFR sends it Q_k (own-model); its score is the
+    spec's p_k formula itself, so p_k with the client's own head equals its own-model teacher.
+    The spec's equality for shared heads: the test below."""
     model = build_backbone("pfedrec", 8, Hyper(dim=4), seed=0)  # score = w . E[i] + b
     q = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
     w, b = model.w.detach().numpy(), model.b.detach().numpy()
@@ -113,6 +116,39 @@ def trainer_for(n_items: int, groups: int) -> FusionTrainer:
     rng = np.random.default_rng(0)
     return FusionTrainer(groups, rng.normal(size=(n_items, 6)), rng.normal(size=(n_items, 5)),
                          np.ones(n_items, dtype=bool), d=4, operator="mlp", lr=0.01, seed=0)
+
+
+@pytest.mark.parametrize("backbone", ["ncf", "fedrap"])  # every backbone with a shared head
+def test_group_head_payloads_p_k_and_q_k_give_the_same_loss(backbone):
+    """The spec (docs/method.md, step 5): the server sends p_k, or Q_k plus the group head (w_k,
+    b_k) for the client to compute p_k itself; both must give the same loss. Through the real
+    server step: p_k from a group-head run, Q_k from an own-model run on the same uploads, (w_k,
+    b_k) the members' mean uploaded head; the client applies the head to Q_k as a linear scorer
+    (PFedRec's score, w . row + b) on a round's restricted rows."""
+    template, base, uploads = constructed_uploads(backbone)
+    options = GroupingOptions(n_groups=2, method="kmeans", pca=False, fusion_epochs=5)
+    by_p, by_q = (advance(GroupState(trainer_for(10, 2)), uploads, base, type(template),
+                          GroupingOptions(**{**options.__dict__, "teacher": teacher}))
+                  for teacher in ("group-head", "own-model"))
+    assert by_p.assignment == by_q.assignment
+    rows = np.array([7, 2, 9, 4, 0])  # a local round's rows, not in item order
+    items, logits = torch.tensor([0, 3, 3, 1]), torch.tensor([0.3, -0.2, 1.0, 2.0])
+    for group in set(by_p.assignment.values()):
+        members = [u for u, k in by_p.assignment.items() if k == group]
+        w_k, b_k = (np.mean([uploads[u][name] for u in members], axis=0) for name in ("w", "b"))
+        head = build_backbone("pfedrec", 10, Hyper(dim=4), seed=0)
+        head.set_arrays({"w": w_k, "b": b_k}, ("w", "b"))
+        q_k = by_q.payloads[group][p.GROUP_ITEMS]
+        sent_p = Teacher(probs_all=by_p.payloads[group][p.TEACHER_PROBS]).restrict(rows)
+        sent_q = Teacher(item_vectors=q_k).restrict(rows)
+        from_p, from_q = sent_p.batch(template, items), sent_q.batch(head, items)
+        torch.testing.assert_close(from_p, from_q)
+        assert kd_loss(logits, *from_p).item() == pytest.approx(kd_loss(logits, *from_q).item(),
+                                                                rel=1e-5)
+        # the own-model teacher (the client's MLP on Q_k) is another teacher, not a third form:
+        # w scores the MLP's hidden units, so w . Q_k[i] and MLP(e_u, Q_k[i]) differ
+        own = sent_q.batch(template, items)[0]
+        assert (own - from_p[0]).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("backbone", ["ncf", "fedrap", "pfedrec"])
