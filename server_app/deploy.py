@@ -15,7 +15,8 @@ import os
 import shlex
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from server_app import federations as fz
@@ -23,6 +24,8 @@ from server_app import processes
 from server_app.certificates import Certificates, generate
 
 STATE_FILE = "deployment.json"
+RUN_DB_FOLDER = fz.RUN_DIR  # --dry-run: the SuperLink database under .deploy/<name>/
+PathShow = Callable[[Path], str]  # how a command shows a path (absolute here, relative in --dry-run)
 ONLINE_TIMEOUT = 90.0  # seconds for every SuperNode to connect after start-up
 # A SuperNode that dies without saying goodbye (SIGKILL, power loss) stays "online" at the
 # SuperLink until it misses two heartbeats (Flower: 2 x 30 s); until then the SuperLink refuses
@@ -86,53 +89,114 @@ class Deployment:
 
 
 # --- the commands (the same on real machines, with real addresses) -----------------------------
-def superlink_command(fed: fz.Federation, host: str | None = None) -> list[str]:
-    """``flower-superlink`` for ``fed``; on a server, pass ``host="0.0.0.0"`` to listen on all."""
+IN_MEMORY = ":flwr-in-memory:"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SERVER_PLACEHOLDER = "<server-host>"  # --dry-run of a loopback federation: the server's name/IP
+
+
+def superlink_command(fed: fz.Federation, host: str | None = None, database: str = IN_MEMORY,
+                      show: PathShow = str) -> list[str]:
+    """``flower-superlink`` for ``fed``; on a server, pass ``host="0.0.0.0"`` to listen on all.
+
+    ``database`` is a file on a server (registrations and runs survive a SuperLink restart);
+    ``gfmfr deploy up`` uses memory, so that every ``up`` registers its keys afresh.
+    """
     address_host, port = split_address(fed.address)
-    command = [processes.executable("flower-superlink"), "--host", host or address_host,
-               "--port", str(port), "--database", ":flwr-in-memory:",
-               "--disable-runtime-dependency-installation"]
+    command = [_exe("flower-superlink", show), "--host", host or address_host, "--port", str(port),
+               "--database", database, "--disable-runtime-dependency-installation"]
     if fed.insecure:
         return command + ["--insecure"]
     certs = certificates(fed)
-    command += ["--ssl-ca-certfile", str(certs.ca_cert), "--ssl-certfile", str(certs.server_cert),
-                "--ssl-keyfile", str(certs.server_key)]
+    command += ["--ssl-ca-certfile", show(certs.ca_cert), "--ssl-certfile",
+                show(certs.server_cert), "--ssl-keyfile", show(certs.server_key)]
     return command + (["--enable-supernode-auth"] if fed.node_auth else [])
 
 
-def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port: int,
-                      state_dir: Path, key: Path | None = None) -> list[str]:
-    """``flower-supernode`` holding user ``index``; ``key`` defaults to the node's own key."""
+def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port: int | None,
+                      state_dir: Path, key: Path | None = None, show: PathShow = str,
+                      address: str | None = None) -> list[str]:
+    """``flower-supernode`` holding user ``index``; ``key`` defaults to the node's own key.
+
+    ``port`` (its ClientApp API) must be unique per machine; None = Flower's default.
+    """
     node_config = {"partition-id": index, "num-partitions": num_partitions,
-                   "state-dir": str(state_dir), **fed.node_config}
-    command = [processes.executable("flower-supernode"), "--superlink", fed.address,
-               "--port", str(port), "--node-config", fz.run_config_arg(node_config)]
+                   "state-dir": show(state_dir),
+                   **{k: show(Path(v)) if k.endswith("-dir") and v else v
+                      for k, v in fed.node_config.items()}}
+    command = [_exe("flower-supernode", show), "--superlink", address or fed.address]
+    if port is not None:
+        command += ["--port", str(port)]
+    command += ["--node-config", fz.run_config_arg(node_config)]
     if fed.insecure:
         command.append("--insecure")
     elif fed.ca_file is not None:
-        command += ["--root-certificates", str(fed.ca_file)]
+        command += ["--root-certificates", show(fed.ca_file)]
     if fed.node_auth:
-        command += ["--auth-supernode-private-key", str(key or certificates(fed).node_key(index))]
+        command += ["--auth-supernode-private-key",
+                    show(key or certificates(fed).node_key(index))]
     return command
 
 
-def register_command(fed: fz.Federation, index: int) -> list[str]:
+def register_command(fed: fz.Federation, index: int, show: PathShow = str) -> list[str]:
     """``flwr supernode register``: admit node ``index``'s public key (node-auth only)."""
-    return [processes.executable("flwr"), "supernode", "register",
-            str(certificates(fed).node_public_key(index)), fed.name, "--format", "json"]
+    return [_exe("flwr", show), "supernode", "register",
+            show(certificates(fed).node_public_key(index)), fed.name, "--format", "json"]
 
 
-def dry_run(fed: fz.Federation, count: int) -> list[str]:
-    """The shell commands ``up`` runs, for copying to real machines."""
-    folder = run_dir(fed)
-    lines = [] if fed.insecure else [shlex.join(["gfmfr", "certs", str(certificates(fed).folder),
-                                                 "--nodes", str(count)])]
-    lines.append(shlex.join(superlink_command(fed)))
+def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
+    """The shell commands for separate machines: the server, the operator's machine, each client.
+
+    Every command runs in the project checkout of its machine; paths are relative to it (paths
+    outside the checkout stay as they are). A loopback ``address`` is replaced by
+    ``<server-host>``, to be filled in (and set as ``address`` in flower.toml).
+    """
+    base = project_dir(fed)
+
+    def show(path: Path) -> str:
+        path = Path(path)
+        return os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
+
+    host, port = split_address(fed.address)
+    if host in LOOPBACK:
+        host = SERVER_PLACEHOLDER
+    address = f"{host}:{port}"
+    database = f"{RUN_DB_FOLDER}/{fed.name}/superlink.db"
+    lines = ["# Run every command in the project checkout of its machine, venv activated.",
+             f"# {SERVER_PLACEHOLDER}: the server's DNS name or IP; set address = \"{address}\" "
+             "in flower.toml." if host == SERVER_PLACEHOLDER else
+             f"# The SuperLink's address as clients dial it: {address}."]
+    if fed.insecure:
+        lines.append("# insecure = true: plain HTTP, for trying things only; anyone who reaches the "
+                     "port can join and run apps (docs/deployment.md, threat model).")
+    step = iter(range(1, 5))
+    if not fed.insecure:
+        certs = certificates(fed)
+        lines += [f"# {next(step)}. Operator's machine: CA, SuperLink certificate naming the server"
+                  + (", one key pair per SuperNode" if fed.node_auth else ""),
+                  shlex.join(["gfmfr", "certs", show(certs.folder), "--hosts", host]
+                             + (["--nodes", str(count)] if fed.node_auth else [])),
+                  f"#    copy {show(certs.ca_cert)}, {show(certs.server_cert)} and "
+                  f"{show(certs.server_key)} to the server; {show(certs.ca_cert)} to every "
+                  "client" + (f"; {show(certs.folder)}/keys/node-<i> to client i only"
+                              if fed.node_auth else "")]
+    lines += [f"# {next(step)}. Server machine: the SuperLink, its state in a file (registrations "
+              "survive a restart)",
+              f"mkdir -p {shlex.quote(str(Path(database).parent))} && "
+              + shlex.join(superlink_command(fed, host=fed.bind or bind, database=database,
+                                             show=show))]
     if fed.node_auth:
-        lines += [shlex.join(register_command(fed, i)) for i in range(count)]
+        lines += [f"# {next(step)}. Operator's machine: write flower.toml's connections for flwr, "
+                  "then register each SuperNode's public key",
+                  "gfmfr sync"]
+        lines += [shlex.join(register_command(fed, i, show=show)) for i in range(count)]
+    data = {} if "data-dir" in fed.node_config else {"data-dir": "data"}
+    lines.append(f"# {next(step)}. Client machine i (one per user): its own data-dir (holding the "
+                 "dataset folder) and state-dir")
+    client = replace(fed, node_config={**fed.node_config, **data})
     for i in range(count):
-        node = Node(i, 9094 + i, folder / "nodes" / f"node-{i}")
-        lines.append(shlex.join(supernode_command(fed, i, count, node.port, node.state_dir)))
+        lines.append(shlex.join(supernode_command(client, i, count, None, Path("state"),
+                                                  show=show, address=address)))
+    lines += ["# Then, from the operator's machine:", shlex.join(["gfmfr", "run", fed.name])]
     return lines
 
 
@@ -272,6 +336,16 @@ def certificates(fed: fz.Federation) -> Certificates:
         raise fz.FlowerTomlError(f"federation {fed.name} uses TLS but names no certificates "
                                  "folder: set certificates = \"certs\" (made by gfmfr certs).")
     return Certificates(fed.certificates)
+
+
+def project_dir(fed: fz.Federation) -> Path:
+    """The folder of the flower.toml that defined ``fed`` (``run_dir`` is ``<it>/.deploy/<name>``)."""
+    return run_dir(fed).parent.parent
+
+
+def _exe(name: str, show: PathShow) -> str:
+    """A Flower command: from this venv locally, by name (from PATH) in printed commands."""
+    return processes.executable(name) if show is str else name
 
 
 def split_address(address: str) -> tuple[str, int]:

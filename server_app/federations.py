@@ -60,6 +60,7 @@ class Federation:
     # server_app.cli.sized); deployment: how many `gfmfr deploy up` starts
     num_supernodes: int = 0
     address: str = ""  # deployment: the SuperLink's host:port, as clients dial it
+    bind: str = ""  # deployment: the interface the SuperLink listens on, on a server (--dry-run)
     insecure: bool = False
     root_certificates: Path | None = None  # CA file that signed the SuperLink's certificate
     certificates: Path | None = None  # folder made by `gfmfr certs` (CA, server certificate, keys)
@@ -92,7 +93,7 @@ class FlowerToml:
 
 TOP_KEYS = ("default", "simulation", "federations")
 SIMULATION_KEYS = ("client-cpus", "ray-cpus", "ray-inline-bytes", "ray-address")
-FEDERATION_KEYS = ("kind", "num-supernodes", "address", "insecure", "root-certificates",
+FEDERATION_KEYS = ("kind", "num-supernodes", "address", "bind", "insecure", "root-certificates",
                    "certificates", "node-auth", "node-config", "run-config")
 
 
@@ -125,7 +126,8 @@ def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
             _check_deployment(path, name, entry)
         federations[name] = Federation(
             name=name, kind=kind, num_supernodes=0 if size == AUTO else int(size),
-            address=str(entry.get("address", "")), insecure=bool(entry.get("insecure", False)),
+            address=str(entry.get("address", "")), bind=str(entry.get("bind", "")),
+            insecure=bool(entry.get("insecure", False)),
             root_certificates=_path(path, entry.get("root-certificates")),
             certificates=_path(path, entry.get("certificates")),
             node_auth=bool(entry.get("node-auth", False)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import stat
 import subprocess
 import zipfile
@@ -108,8 +109,48 @@ def test_commands_match_the_federation(tmp_path):
         "partition-id": 2, "num-partitions": 3, "state-dir": str(tmp_path / "s")}
     plain = deploy.supernode_command(load(tmp_path).federations["plain"], 0, 2, 9100, tmp_path)
     assert "--insecure" in plain and "--auth-supernode-private-key" not in plain
+
+
+def test_dry_run_prints_commands_for_separate_machines(tmp_path):
+    """What one runs on real machines: all interfaces, a SuperLink database file, a certificate
+    naming the server, `gfmfr sync` before registering, each node's own data-dir, and no path
+    of this checkout (every command runs in the checkout of its own machine)."""
+    tls = load(tmp_path).federations["tls"]
     lines = deploy.dry_run(tls, 2)
-    assert lines[0].startswith("gfmfr certs") and sum("supernode register" in x for x in lines) == 2
+    commands = [shlex.split(x) for x in lines if not x.startswith("#")]
+    assert not any(str(tmp_path) in x or str(ROOT) in x for x in lines)
+    assert not any(word.startswith("/") for command in commands for word in command)
+    (certs,) = [c for c in commands if c[:2] == ["gfmfr", "certs"]]
+    assert certs[certs.index("--hosts") + 1] == "server.example.org" and "--nodes" in certs
+    (link,) = [c[c.index("flower-superlink"):] for c in commands if "flower-superlink" in c]
+    assert link[link.index("--host") + 1] == "0.0.0.0"
+    database = link[link.index("--database") + 1]
+    assert database.endswith(".db") and not database.startswith(":")
+    assert link[link.index("--ssl-certfile") + 1] == "certs/server.pem"
+    order = [" ".join(c[:3]) for c in commands]
+    sync, registers = order.index("gfmfr sync"), [i for i, c in enumerate(order)
+                                                   if c == "flwr supernode register"]
+    assert len(registers) == 2 and sync < min(registers)
+    assert commands[registers[1]][3] == "certs/keys/node-1.pub"
+    nodes = [c for c in commands if c[0] == "flower-supernode"]
+    assert len(nodes) == 2 and all(n[n.index("--superlink") + 1] == tls.address for n in nodes)
+    config = parse_config_args([nodes[1][nodes[1].index("--node-config") + 1]])
+    assert config == {"partition-id": 1, "num-partitions": 2, "state-dir": "state",
+                      "data-dir": "data"}
+    assert nodes[1][nodes[1].index("--auth-supernode-private-key") + 1] == "certs/keys/node-1"
+    assert commands[-1] == ["gfmfr", "run", "tls"]
+
+    # a loopback address becomes a marked placeholder; a bind address and a node data-dir given
+    # in flower.toml are used, relative to the checkout
+    plain = load(tmp_path, DEPLOYMENTS.replace('insecure = true', 'insecure = true\n'
+                                               'bind = "10.0.0.5"')).federations["plain"]
+    lines = deploy.dry_run(plain, 1)
+    (link,) = [shlex.split(x) for x in lines if "flower-superlink" in x]
+    assert link[link.index("--host") + 1] == "10.0.0.5"
+    (node,) = [shlex.split(x) for x in lines if x.startswith("flower-supernode")]
+    assert node[node.index("--superlink") + 1] == f"{deploy.SERVER_PLACEHOLDER}:9093"
+    assert parse_config_args([node[node.index("--node-config") + 1]])["data-dir"] == "mydata"
+    assert any(deploy.SERVER_PLACEHOLDER in x and x.startswith("#") for x in lines)
 
 
 def test_deploy_refuses_a_simulation_federation(tmp_path):
