@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sync":
             path = sync_connections(project)
             print(f"wrote {len(project.federations)} federations to {path}")
-            return 0
+            problems = [p for f in project.federations.values()
+                        if (p := fz.root_certificates_problem(f))]
+            for problem in problems:
+                print(f"gfmfr: {problem}", file=sys.stderr)
+            return 2 if problems else 0
         if args.command == "deploy":
             return deploy_command(project, args)
         if args.command == "data":
@@ -218,7 +222,10 @@ def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> 
         if values:
             command += ["--run-config", values]
     if fed.kind == "deployment":
+        if problem := fz.root_certificates_problem(fed):
+            raise RuntimeError(problem)
         sync_connections(project)
+        processes.check_superlink(fed.address, fed.ca_file)
         return _submit(command[:3] + [fed.name] + command[3:] + ["--stream"], fed.name)
     if project.simulation.ray_address:
         check_ray_cluster(project.simulation)

@@ -208,6 +208,28 @@ def connection_entry(fed: Federation, settings: SimulationSettings) -> dict[str,
     return entry
 
 
+def root_certificates_problem(fed: Federation) -> str | None:
+    """Why a TLS deployment's CA file cannot be used, as one line with the fix; None if it can.
+
+    Without it ``flwr`` only says "check your network connection"; a client machine that was never
+    given ``ca.crt`` is the usual cause.
+    """
+    path = fed.ca_file
+    if fed.kind != "deployment" or fed.insecure or path is None:
+        return None
+    fix = (f"copy the deployment's ca.crt there (from the operator; `gfmfr certs` makes it) or "
+           f"point root-certificates of [federations.{fed.name}] in flower.toml at it")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return f"federation {fed.name}: its CA file {path} does not exist: {fix}."
+    except OSError as error:
+        return f"federation {fed.name}: its CA file {path} cannot be read ({error.strerror}): {fix}."
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return f"federation {fed.name}: its CA file {path} holds no PEM certificate: {fix}."
+    return None
+
+
 def flwr_home() -> Path:
     return Path(os.environ.get("FLWR_HOME") or Path.home() / ".flwr").expanduser()
 

@@ -117,6 +117,32 @@ def wait_http(port: int, process: subprocess.Popen, log_file: Path, timeout: flo
                        f"log: {log_file}\n{tail(log_file)}")
 
 
+def check_superlink(address: str, ca_file: Path | None, timeout: float = 10.0) -> None:
+    """Before ``flwr run``: raise a one-line RuntimeError if the SuperLink at ``address`` cannot
+    be reached, or (with ``ca_file``: TLS) its certificate does not verify against that CA or does
+    not name the host dialled. Flower reports all of these as "check your network connection"."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            if ca_file is None:
+                return
+            context = ssl.create_default_context(cafile=str(ca_file))
+            with context.wrap_socket(sock, server_hostname=host):
+                return
+    except ssl.SSLCertVerificationError as error:
+        raise RuntimeError(
+            f"TLS: the SuperLink at {address} presented a certificate that {ca_file} does not "
+            f"accept ({error.verify_message}): use the ca.crt of the CA that signed server.pem, "
+            f"and a certificate that names {host} (`gfmfr certs DIR --hosts {host}`)") from None
+    except ssl.SSLError as error:
+        raise RuntimeError(f"TLS handshake with the SuperLink at {address} failed ({error}): is "
+                           "it started with --ssl-certfile, and is the address right?") from None
+    except OSError as error:
+        raise RuntimeError(f"cannot reach the SuperLink at {address} ({error.strerror or error}):"
+                           " is it running, and is its port open to this machine?") from None
+
+
 RUN_ID = re.compile(r"Successfully started run (\d+)")
 
 

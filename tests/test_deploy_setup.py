@@ -237,3 +237,60 @@ def test_restart_after_a_superlink_crash_says_how_to_recover(tmp_path):
         deploy.restart_node(fed, state, 0)
     assert "gfmfr deploy up plain" in str(err.value) and "resume=true" in str(err.value)
     assert not (tmp_path / "node-0").exists()  # nothing was started
+
+
+def test_a_missing_or_unusable_ca_fails_early_naming_the_file(tmp_path, capsys):
+    """A client machine without ca.crt: one line naming the file and the fix, before `flwr` says
+    "check your network connection"."""
+    from server_app.cli import main
+
+    load(tmp_path)
+    toml = str(tmp_path / "flower.toml")
+    ca = tmp_path / "certs" / "ca.crt"
+    for content in (None, b"not a certificate\n"):
+        if content is not None:
+            ca.parent.mkdir(exist_ok=True)
+            ca.write_bytes(content)
+        for argv in (["run", "tls"], ["sync"]):
+            assert main([*argv, "--flower-toml", toml]) == 2
+            err = capsys.readouterr().err.strip()
+            assert str(ca) in err and "copy the deployment's ca.crt" in err, err
+            assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_tls_problems_are_named_as_tls_problems(tmp_path):
+    """The SuperLink's certificate from another CA, or not naming the host dialled, and a port
+    nobody listens on: each a one-line error of its own, not "check your network"."""
+    import socket
+    import ssl
+    import threading
+
+    from server_app.processes import check_superlink, free_port
+
+    served, other = generate(tmp_path / "a"), generate(tmp_path / "b")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(served.server_cert, served.server_key)
+    listener = socket.create_server(("0.0.0.0", 0))  # also 127.0.0.2, which it does not name
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(3):
+            connection, _ = listener.accept()
+            try:
+                context.wrap_socket(connection, server_side=True).close()
+            except (ssl.SSLError, OSError):
+                connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        check_superlink(f"127.0.0.1:{port}", served.ca_cert)  # the right CA: passes
+        with pytest.raises(RuntimeError, match="^TLS: .*certificate") as wrong_ca:
+            check_superlink(f"127.0.0.1:{port}", other.ca_cert)
+        assert str(other.ca_cert) in str(wrong_ca.value)
+        with pytest.raises(RuntimeError, match="gfmfr certs DIR --hosts 127.0.0.2"):
+            check_superlink(f"127.0.0.2:{port}", served.ca_cert)  # not in the certificate
+    finally:
+        listener.close()
+    with pytest.raises(RuntimeError, match="cannot reach the SuperLink"):
+        check_superlink(f"127.0.0.1:{free_port()}", served.ca_cert)
