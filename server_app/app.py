@@ -16,7 +16,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from datasets.registry import load_dataset
 from server_app import linkstate_index
-from server_app.nodes import connect_nodes
+from server_app.nodes import connect_nodes, load_registry
 from server_app.results import run_name, summary, write_results
 from server_app.run_log import encoder_progress_in_log, without_flower_history
 from server_app.windowed_grid import WindowedGrid
@@ -45,7 +45,7 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
         FedRecStrategy.check_resumable(run_dir / "checkpoint.npz", cfg)
     template = build_backbone(backbone, dataset.n_items, hyper(cfg), cfg.seed)
     users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
-                          cfg.node_wait, cfg.round_timeout)
+                          cfg.node_wait, cfg.round_timeout, load_registry(cfg.node_registry))
     with encoder_progress_in_log():  # GFMFR encodes item content here, once
         strategy = spec.strategy.for_run(cfg, template, dataset, users)
     budget = cfg.ldp_budget()

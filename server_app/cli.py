@@ -218,7 +218,8 @@ def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> 
     """Run the app on one federation; return 0 only if Flower reports the run completed."""
     fed = sized(project.federation(name), overrides)
     command = [executable("flwr"), "run", str(fz.PROJECT_ROOT)]
-    for values in (fz.run_config_arg(fed.run_config), overrides):  # later flags win
+    for values in (registry_override(fed, overrides), fz.run_config_arg(fed.run_config),
+                   overrides):  # later flags win
         if values:
             command += ["--run-config", values]
     if fed.kind == "deployment":
@@ -246,6 +247,19 @@ def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> 
         return _submit(command, SIMULATION_CONNECTION)
     finally:
         processes.stop(superlink.pid)
+
+
+def registry_override(fed: fz.Federation, overrides: str) -> str:
+    """``node-registry='<file>'`` for a node-auth deployment that ``gfmfr deploy up`` started
+    here (it wrote the file), unless flower.toml or ``-c`` name one; else ""."""
+    from strategies.config import parse_overrides
+
+    if fed.kind != "deployment" or not fed.node_auth or fed.run_dir is None:
+        return ""
+    path = fed.run_dir / deploy.REGISTRY_FILE
+    if not path.is_file() or "node-registry" in {**fed.run_config, **parse_overrides(overrides)}:
+        return ""
+    return fz.run_config_arg({"node-registry": str(path)})
 
 
 def check_ray_cluster(settings: fz.SimulationSettings) -> None:

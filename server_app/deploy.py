@@ -24,6 +24,7 @@ from server_app import processes
 from server_app.certificates import Certificates, generate
 
 STATE_FILE = "deployment.json"
+REGISTRY_FILE = "node-registry.json"  # node id -> partition-id, for run-config node-registry
 RUN_DB_FOLDER = fz.RUN_DIR  # --dry-run: the SuperLink database under .deploy/<name>/
 PathShow = Callable[[Path], str]  # how a command shows a path (absolute here, relative in --dry-run)
 ONLINE_TIMEOUT = 90.0  # seconds for every SuperNode to connect after start-up
@@ -227,10 +228,24 @@ def up(fed: fz.Federation, count: int) -> Deployment:
             deployment.nodes.append(node)
             deployment.save()
         wait_online(fed.name, deployment)
+        if fed.node_auth:
+            write_registry(deployment)
     except BaseException:
         down(deployment)
         raise
     return deployment
+
+
+def write_registry(deployment: Deployment) -> Path:
+    """``node-registry.json``: each registered node id -> the user (partition-id) its key was
+    issued for. ``gfmfr run`` passes it as run-config ``node-registry``: the ServerApp then
+    refuses any other node, and a node declaring another user (``server_app/nodes.py``)."""
+    path = deployment.folder / REGISTRY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({str(n.node_id): n.index for n in deployment.nodes if n.node_id},
+                              indent=1))
+    os.replace(tmp, path)
+    return path
 
 
 def start_node(fed: fz.Federation, node: Node, num_partitions: int) -> subprocess.Popen:

@@ -46,6 +46,7 @@ class RunConfig:
     fraction_train: float = 1.0
     min_nodes: int = 0  # 0 = one SuperNode per user of the dataset
     node_wait: float = 60.0  # seconds to wait for SuperNodes to connect
+    node_registry: str = ""  # JSON node id -> partition-id; other nodes/claims refused ("" = off)
     round_timeout: float = 600.0
     min_replies: int = 1  # fewer accepted updates in a round: the model is left unchanged
     max_failed_rounds: int = 2  # consecutive rounds without any accepted update before the run stops

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import shlex
 import stat
@@ -294,3 +295,27 @@ def test_tls_problems_are_named_as_tls_problems(tmp_path):
         listener.close()
     with pytest.raises(RuntimeError, match="cannot reach the SuperLink"):
         check_superlink(f"127.0.0.1:{free_port()}", served.ca_cert)
+
+
+def test_node_registry_binds_keys_to_users(tmp_path):
+    """A registered key is good for its own user only; a key outside the registry for none."""
+    from server_app.cli import registry_override
+    from server_app.nodes import FederationError, claim_refused, load_registry
+
+    state = deploy.Deployment("tls", tmp_path, 2, nodes=[deploy.Node(0, 1, tmp_path, 0, 111),
+                                                         deploy.Node(1, 2, tmp_path, 0, 222)])
+    registry = load_registry(str(deploy.write_registry(state)))
+    assert registry == {111: 0, 222: 1}
+    assert claim_refused(111, 0, registry) == "" and claim_refused(5, 0, None) == ""
+    assert "registered for user 1" in claim_refused(222, 0, registry)  # another user's slot
+    assert "not in the node registry" in claim_refused(333, 1, registry)  # self-registered key
+    (tmp_path / "bad.json").write_text('{"1": 0, "2": 0}')
+    with pytest.raises(FederationError, match="one user to several node ids"):
+        load_registry(str(tmp_path / "bad.json"))
+    # gfmfr run passes the file `deploy up` wrote, unless told otherwise
+    project = load(tmp_path)
+    tls = dataclasses.replace(project.federations["tls"], run_dir=tmp_path)
+    assert parse_config_args([registry_override(tls, "")]) == {
+        "node-registry": str(tmp_path / deploy.REGISTRY_FILE)}
+    assert registry_override(tls, "node-registry='x.json'") == ""
+    assert registry_override(project.federations["plain"], "") == ""

@@ -178,3 +178,36 @@ def _replied_to_train(log: Path) -> bool:
     text = log.read_text(errors="replace") if log.exists() else ""
     sending = text.find("Sending: train message")
     return sending >= 0 and "Sent successfully" in text[sending:]
+
+
+def test_a_self_registered_key_cannot_take_a_users_slot(tls_deployment):
+    """The attack of issue 26: with only the address and ca.crt, register a key of one's own (Flower
+    1.42 allows it) and start a SuperNode declaring user 0. The node registry that `deploy up`
+    wrote and `gfmfr run` passes refuses it; the run completes with the three genuine users."""
+    fed, state, tmp_path = tls_deployment
+    key = tmp_path / "self-registered"
+    write_node_keys(key, key.with_suffix(".pub"))
+    flwr = processes.executable("flwr")
+    done = subprocess.run([flwr, "supernode", "register", str(key.with_suffix(".pub")), fed.name,
+                           "--format", "json"], capture_output=True, text=True,
+                          env=processes.environment(), check=False)
+    rogue_id = int(json.loads(done.stdout)["node-id"])
+    rogue = processes.start(deploy.supernode_command(fed, 0, USERS, processes.free_port(),
+                                                     tmp_path / "rogue-state", key=key),
+                            tmp_path / "rogue.log", env={"FLWR_HOME": str(tmp_path / "rogue")})
+    try:
+        wait_for(lambda: rogue_id in deploy.online_nodes(fed.name), 60, "the rogue node online")
+        run = subprocess.Popen([sys.executable, "-m", "server_app.cli", "run", "d", "--flower-toml",
+                                str(tmp_path / "flower.toml"), "-c", "num-server-rounds=1"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+        out = finish(run)
+    finally:
+        processes.stop(rogue.pid)
+        subprocess.run([flwr, "supernode", "unregister", str(rogue_id), fed.name],
+                       capture_output=True, env=processes.environment(), check=False)
+    refusal = f"refused SuperNode {rogue_id}: its key is not in the node registry"
+    assert refusal in out + state.superlink_log.read_text(errors="replace"), out[-3000:]
+    newest = max((tmp_path / "results").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(newest.read_text())["rounds"][-1]["trained"] == USERS
+    assert "Receiving: train" not in (tmp_path / "rogue.log").read_text(errors="replace")
