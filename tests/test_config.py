@@ -59,6 +59,31 @@ def test_bad_values_fail_with_the_key(overrides, words):
     assert words in str(error.value)
 
 
+SPEC_SGD = {"optimizer": "sgd", "item-lr": 16.82, "personal-lr": 16.82}  # the spec's rates
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"weight-decay": 0.001}, "FCF collapsed to validation HR@50 0.004 at weight-decay=0.001"),
+    ({"weight-decay": 0.01, "lr": 0.0001}, "optimizer='adam' is destructive"),  # lr cancels out
+    ({**SPEC_SGD, "weight-decay": 0.01}, "removes 17% of every weight per step"),
+    ({"optimizer": "sgd", "lr": 0.5, "weight-decay": 0.3}, "use weight-decay <= 0.2"),
+    ({"optimizer": "sgd", "mlp-lr": 0.0, "lr": 1.0, "weight-decay": 0.2}, "lr * weight-decay"),
+])
+def test_destructive_weight_decay_is_refused(overrides, words):
+    with pytest.raises(ValueError, match="bad run config: weight-decay=") as error:
+        RunConfig.from_run_config(overrides)
+    assert words in str(error.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"weight-decay": 0.0005},  # adam below the collapse
+    {**SPEC_SGD, "weight-decay": 0.0001},  # the spec's recipe: 16.82 x 0.0001 = 0.0017 a step
+    {"optimizer": "sgd", "weight-decay": 10.0},  # lr 0.01: 10% a step, at the bound
+])
+def test_weight_decay_within_the_bound_is_accepted(overrides):
+    assert RunConfig.from_run_config(overrides).weight_decay == overrides["weight-decay"]
+
+
 def test_readme_documents_every_key():
     readme = (ROOT / "README.md").read_text()
     readme = readme.split("## Run-config keys", 1)[1].split("\n## ", 1)[0]
