@@ -88,7 +88,7 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
                 kd_value = kd.item()
                 # the BCE alone: FedRAP's regularisers can take the base loss below 0, and a
                 # negative ratio would push the student away from its teacher
-                bce = F.binary_cross_entropy_with_logits(logits, labels).item()
+                bce = F.binary_cross_entropy_with_logits(logits.detach(), labels).item()
                 weight = kd_weight.value(bce, kd_value, server_round, num_rounds)
                 total_kd += kd_value
             if hand:

@@ -3,7 +3,7 @@
 On a terminal this is a tqdm bar. Anywhere else (a run's log, which Flower streams line by line
 to ``flwr run --stream``; a file) a bar's carriage returns turn into noise, so it logs one line
 through this package's ``encoders`` logger when it starts, every ``interval`` seconds and when it
-ends. The ServerApp forwards that logger to Flower's log (``strategies/gfmfr.py``).
+ends. The ServerApp forwards that logger to Flower's log (``server_app/run_log.py``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ class FederationError(RuntimeError):
     """The connected SuperNodes do not fit the dataset."""
 
 
+NOT_REGISTERED = "its key is not in the node registry"
+
+
 def connect_nodes(grid: Grid, n_users: int, dataset: str, required: int, wait: float,
                   timeout: float, registry: dict[int, int] | None = None) -> dict[int, int]:
     """Wait for ``required`` SuperNodes, ask each for its user id, return node id -> user id.
@@ -38,13 +41,11 @@ def connect_nodes(grid: Grid, n_users: int, dataset: str, required: int, wait: f
     refused: set[int] = set()
     while True:
         nodes = [node for node in grid.get_node_ids() if node not in refused]
-        if registry is not None:
-            for node in nodes:
-                if node not in registry:
-                    refused.add(node)
-                    log(WARNING, "refused SuperNode %d: its key is not in the node registry",
-                        node)
-            nodes = [node for node in nodes if node in registry]
+        for node in nodes:  # keys outside the registry: refused before asking
+            if registry is not None and node not in registry:
+                refused.add(node)
+                log(WARNING, "refused SuperNode %d: %s", node, NOT_REGISTERED)
+        nodes = [node for node in nodes if node not in refused]
         if len(nodes) > n_users:
             raise FederationError(_size_message(len(nodes), n_users, dataset))
         new = [node for node in nodes if node not in users]
@@ -95,7 +96,7 @@ def claim_refused(node: int, user: int, registry: dict[int, int] | None) -> str:
     if registry is None:
         return ""
     if node not in registry:
-        return "its key is not in the node registry"
+        return NOT_REGISTERED
     if registry[node] != user:
         return (f"it declares partition-id {user}, but its key was registered for user "
                 f"{registry[node]}")

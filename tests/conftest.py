@@ -19,6 +19,18 @@ def require_dataset(name: str) -> Path:
     return path
 
 
+def gfmfr_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    """Run ``gfmfr argv``: it must fail with exit 2 and one ``gfmfr: ...`` line, no traceback."""
+    from server_app.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith("gfmfr: ")
+    assert "Traceback" not in captured.err + captured.out
+    return captured.err
+
+
 @pytest.fixture
 def flwr_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for Flower CLI calls: a private FLWR_HOME and no telemetry or installs."""

@@ -11,7 +11,7 @@ import pytest
 
 from server_app import references
 from server_app.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, gfmfr_error
 
 
 def rows(table: Path) -> list[str]:
@@ -68,29 +68,20 @@ def test_committed_tables_are_rebuilt_from_their_committed_summaries(tmp_path, n
     assert rows(tmp_path / name / "table.md") == rows(committed / "table.md")
 
 
-def _error(capsys, argv: list[str]) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1 and captured.err.startswith("gfmfr: ")
-    assert "Traceback" not in captured.err + captured.out
-    return captured.err
-
-
 def test_bad_input_is_one_line_that_says_what_to_do(tmp_path, capsys):
     empty = tmp_path / "empty"
     (empty / "runs").mkdir(parents=True)
     base = ["compare", "--federation", "synthetic", "--engine", "inprocess"]
 
-    assert "without --finished-only" in _error(
+    assert "without --finished-only" in gfmfr_error(
         capsys, [*base, "--runs", "fcf", "--out", str(tmp_path / "missing"), "--finished-only"])
-    assert "holds no summary.json" in _error(
+    assert "holds no summary.json" in gfmfr_error(
         capsys, [*base, "--runs", "fcf", "--out", str(empty), "--finished-only"])
-    assert "unknown strategy 'fedmagic'" in _error(
+    assert "unknown strategy 'fedmagic'" in gfmfr_error(
         capsys, [*base, "--runs", "fcf", "fedmagic", "--out", str(tmp_path / "new")])
-    assert "unknown run-config keys lrr" in _error(
+    assert "unknown run-config keys lrr" in gfmfr_error(
         capsys, [*base, "--runs", "fcf:lrr=0.1", "--out", str(tmp_path / "new")])
-    assert "unknown dataset 'ml-10m'" in _error(
+    assert "unknown dataset 'ml-10m'" in gfmfr_error(
         capsys, ["compare", "--federation", "ml-10m", "--engine", "inprocess", "--runs", "fcf",
                  "--out", str(tmp_path / "new")])
     assert not (tmp_path / "new").exists()  # nothing ran

@@ -9,7 +9,7 @@ import pytest
 from server_app.cli import main
 from server_app.results import write_results
 from server_app.run_report import find_runs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, gfmfr_error
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -74,15 +74,6 @@ def test_report_of_the_committed_cold_start_runs(tmp_path):
     assert table.count("| `") == 6 and "new items HR@50" in table
 
 
-def _error(capsys, argv: list[str]) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1 and captured.err.startswith("gfmfr: ")
-    assert "Traceback" not in captured.err + captured.out
-    return captured.err
-
-
 def test_bad_input_is_one_line_that_says_what_to_do(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "unfinished").mkdir()
@@ -92,11 +83,11 @@ def test_bad_input_is_one_line_that_says_what_to_do(tmp_path, capsys):
     write_run(tmp_path / "ok", "fcf", 0, [0.1, 0.2], kd=False)
     out = ["--out", str(tmp_path / "out")]
 
-    assert "no folder" in _error(capsys, ["report", str(tmp_path / "missing"), *out])
-    assert "holds no summary.json" in _error(capsys, ["report", str(tmp_path / "empty"), *out])
-    assert "resume=true" in _error(capsys, ["report", str(tmp_path / "unfinished"), *out])
-    assert "cannot be read" in _error(capsys, ["report", str(tmp_path / "broken"), *out])
-    assert "choose among" in _error(capsys, ["report", str(tmp_path / "ok"), "--k", "5", *out])
+    assert "no folder" in gfmfr_error(capsys, ["report", str(tmp_path / "missing"), *out])
+    assert "holds no summary.json" in gfmfr_error(capsys, ["report", str(tmp_path / "empty"), *out])
+    assert "resume=true" in gfmfr_error(capsys, ["report", str(tmp_path / "unfinished"), *out])
+    assert "cannot be read" in gfmfr_error(capsys, ["report", str(tmp_path / "broken"), *out])
+    assert "choose among" in gfmfr_error(capsys, ["report", str(tmp_path / "ok"), "--k", "5", *out])
     assert not (tmp_path / "out").exists()
 
 
