@@ -2,6 +2,7 @@
 
     python -m benchmarks.attack -c "dataset='ml-100k-mm' strategy='pfedrec'" --rounds 3 --json out.json
     python -m benchmarks.attack -c "..." --variant "upload-rows=false" --variant "ldp-epsilon=8 ldp-clip=1"
+    python -m benchmarks.attack -c "..." --variant "secure-aggregation=false" --variant ""
 
 The server follows the protocol and keeps what it receives. For every user it ranks the item-table
 rows by the number of rounds in which the user's upload changed them, then by the size of the
@@ -9,6 +10,9 @@ change, and guesses the top ``k``, where ``k`` comes from the ``num-examples`` t
 (``positives * (1 + neg-per-pos)``). Positives are trained in every round; negatives are drawn
 afresh each round: intersecting a few rounds separates them. The guesses are scored against each
 user's true training items (precision, recall, F1, averaged over users).
+
+Under secure aggregation the server receives masked vectors, which are uniformly random to it:
+it then guesses at random among the rows (a user's number of examples is still reported).
 
 Each variant is a real run of the app in one process (``server_app.inprocess``); the attack only
 observes the messages the server receives, as a grid-level hook, and never changes them.
@@ -40,10 +44,17 @@ class UploadObserver:
         self.rounds: dict[int, set[int]] = defaultdict(set)
 
     def __call__(self, node: int, received: Any, reply: Any) -> None:
-        if reply.has_error() or p.SHARED not in reply.content.array_records:
+        if reply.has_error() or p.METRICS not in reply.content.metric_records:
             return None
         metrics = reply.content.metric_records[p.METRICS]
+        if p.NUM_EXAMPLES not in metrics:  # an evaluation reply
+            return None
         user, server_round = int(metrics[p.USER_ID]), content_round(received.content)
+        self.presence.setdefault(user, np.zeros(self.n_items))
+        self.magnitude.setdefault(user, np.zeros(self.n_items))
+        self.examples[user] = float(metrics[p.NUM_EXAMPLES])
+        if p.SHARED not in reply.content.array_records:  # secure aggregation: masked, unseen
+            return None
         sent = received.content.array_records[p.SHARED]
         upload = reply.content.array_records[p.SHARED]
         change = np.zeros(self.n_items)
@@ -58,19 +69,19 @@ class UploadObserver:
                 change[ids] += np.linalg.norm(value - broadcast[ids], axis=1) + 1e-12
             elif value.ndim == 2 and value.shape[0] == self.n_items:
                 change += np.linalg.norm(value - broadcast, axis=1)
-        self.presence.setdefault(user, np.zeros(self.n_items))
-        self.magnitude.setdefault(user, np.zeros(self.n_items))
         self.presence[user] += change > 0
         self.magnitude[user] += change
-        self.examples[user] = float(metrics[p.NUM_EXAMPLES])
         self.rounds[user].add(server_round)
         return None
 
-    def guesses(self, neg_per_pos: int) -> dict[int, np.ndarray]:
+    def guesses(self, neg_per_pos: int, seed: int = 0) -> dict[int, np.ndarray]:
+        """Top rows by presence, then size of change; ties (all rows, when the server saw only
+        masked updates) broken at random, which is the best guess without information."""
+        rng = np.random.default_rng(seed)
         out = {}
         for user, presence in self.presence.items():
             k = int(round(self.examples[user] / (1 + neg_per_pos)))
-            order = np.lexsort((-self.magnitude[user], -presence))  # presence first, then size
+            order = np.lexsort((rng.random(self.n_items), -self.magnitude[user], -presence))
             out[user] = order[:k]
         return out
 

@@ -2,7 +2,7 @@
 
 ``query.info`` tells the server which user this node holds; ``train`` evaluates the received model
 (when asked) and trains it locally; ``evaluate`` only evaluates. Replies carry exactly the shared
-parameters and metrics.
+parameters and metrics; under secure aggregation the update leaves masked (``client_app.secure``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from client_app import secure
 from client_app.session import Session
 from client_app.state import save_private
 from client_app.training import evaluate as evaluate_model
@@ -19,7 +20,7 @@ from client_app.training import train_local
 from strategies import protocol as p
 from strategies.records import to_record
 
-app = ClientApp()
+app = ClientApp(mods=[secure.secure_aggregation_mod])
 
 
 @app.query("info")
@@ -53,6 +54,8 @@ def train(msg: Message, context: Context) -> Message:
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,
                     p.KD_LOSS: result.kd_loss, p.KD_WEIGHT: result.kd_weight,
                     p.TRAIN_SECONDS: time.perf_counter() - tic})
+    if secure.requested(msg):  # the SecAgg+ mod masks this reply's update
+        return Message(session.secure_reply(model, result.rows, metrics), reply_to=msg)
     return Message(RecordDict({p.SHARED: to_record(session.upload(model, result.rows, rnd)),
                                p.METRICS: MetricRecord(metrics)}), reply_to=msg)
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import Context, RecordDict
+from flwr.app import Context, MetricRecord, RecordDict
 from flwr.common import log
 
+from client_app.secure import secure_reply
 from client_app.state import load_kd_ema, load_private
 from client_app.training import KDWeight
 from datasets.registry import load_split
@@ -121,6 +122,34 @@ class Session:
         """The shared parameters as they go on the wire: clipped and noised under local DP, only
         the trained item-table rows (with their ids) when ``sends_rows``, in
         ``wire-dtype``."""
+        arrays = self._private_shared(model)
+        if self.cfg.sends_rows:
+            for name in set(model.ITEM_TABLES) & set(model.SHARED):
+                arrays[name] = arrays[name][rows]
+                arrays[name + p.ROWS] = rows.astype(np.int64)
+        return {k: v if k.endswith(p.ROWS) else v.astype(self.cfg.wire_dtype)
+                for k, v in arrays.items()}
+
+    def secure_reply(self, model: Backbone, rows: np.ndarray, metrics: dict) -> RecordDict:
+        """The reply when the server runs secure aggregation (``client_app.secure``): the dense
+        change (clipped and noised under local DP), the rows trained (every row under local DP,
+        where every row carries noise), and for GFMFR what it groups clients by, in the clear:
+        the output head where it is shared, not the MLP's first layer, whose change is a sum of
+        outer products with the embeddings (known to the server) of the items trained."""
+        arrays = self._private_shared(model)
+        change = {k: v.astype(np.float32) - self.received[k].astype(np.float32)
+                  for k, v in arrays.items()}
+        tables = tuple(t for t in model.ITEM_TABLES if t in model.SHARED)
+        trained = {t: np.arange(self.split.n_items) if self.cfg.ldp_on else rows for t in tables}
+        descriptor = None
+        if self.cfg.strategy == "gfmfr":
+            descriptor = ({n: arrays[n] for n in model.HEAD} if model.HEAD else
+                          {p.CHANGE_SUMMARY: change[model.ITEM_TABLE].sum(axis=0)})
+        return secure_reply(change, trained, tables,
+                            RecordDict({p.METRICS: MetricRecord(metrics)}), descriptor)
+
+    def _private_shared(self, model: Backbone) -> dict[str, np.ndarray]:
+        """The shared parameters after local DP's clip and noise (unchanged without it)."""
         arrays = model.shared_arrays()
         if self.cfg.ldp_on or self.cfg.ldp_clip:
             base = {k: self.received[k].astype(np.float32) for k in arrays}
@@ -129,12 +158,7 @@ class Session:
             budget = self.cfg.ldp_budget()
             scale = budget.scale if budget is not None else self.cfg.ldp_noise
             arrays = add_noise(arrays, mechanism, scale, noise_rng())
-        if self.cfg.sends_rows:
-            for name in set(model.ITEM_TABLES) & set(model.SHARED):
-                arrays[name] = arrays[name][rows]
-                arrays[name + p.ROWS] = rows.astype(np.int64)
-        return {k: v if k.endswith(p.ROWS) else v.astype(self.cfg.wire_dtype)
-                for k, v in arrays.items()}
+        return arrays
 
     def rng(self, server_round: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, self.user, server_round])

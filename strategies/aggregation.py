@@ -100,6 +100,17 @@ class UpdateMean:
         self.total += float(weight)
         self.count += 1
 
+    def add_sums(self, n: int, changes: dict[str, np.ndarray],
+                 trained: dict[str, np.ndarray]) -> None:
+        """Add the sum of ``n`` unweighted updates, as secure aggregation returns it: ``changes``
+        per shared parameter, and per item table how many of them trained each row."""
+        for name, acc in self._sums.items():
+            acc += changes[name]
+            if name in self.tables:
+                self._counts[name] += trained[name]
+        self.total += float(n)
+        self.count += n
+
     def delta(self) -> dict[str, np.ndarray]:
         """The mean change of every shared parameter (float64)."""
         if not self.count:

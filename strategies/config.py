@@ -61,6 +61,7 @@ class RunConfig:
     wire_dtype: str = "float32"  # float32 | float16: precision of shared parameters on the wire
     upload_rows: str = "auto"  # auto | true | false: upload only the item-table rows trained
     # robustness and privacy
+    secure_aggregation: bool = False  # SecAgg+: the server sees sums of updates, never one
     update_norm_limit: float = 1e4  # server rejects updates whose L2 norm exceeds this
     update_clip: float = 0.0  # server clips updates to this L2 norm (0 = off)
     ldp_epsilon: float = 0.0  # local DP budget over the whole run; the noise follows (0 = off)
@@ -80,6 +81,7 @@ class RunConfig:
     weight_decay: float = 0.0
     item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
     server_lr: float = 3.0  # server step on the mean update (FedAvg = 1)
+    server_lr_end: float = 0.0  # server step in the last round, cosine from server-lr (0 = constant)
     neg_per_pos: int = 4
     latent_dim: int = 64
     fedrap_reg_bug: bool = False
@@ -136,6 +138,7 @@ class RunConfig:
             (self.personal_lr >= 0, "personal-lr must be >= 0"),
             (self.mlp_lr >= 0, "mlp-lr must be >= 0 (0 = lr)"),
             (self.server_lr > 0, "server-lr must be > 0 (FedAvg is 1)"),
+            (self.server_lr_end >= 0, "server-lr-end must be >= 0 (0 = server-lr every round)"),
             (self.weight_decay >= 0, "weight-decay must be >= 0"),
             (self.neg_per_pos >= 0, "neg-per-pos must be >= 0"),
             (self.latent_dim >= 1, "latent-dim must be >= 1"),
@@ -248,6 +251,16 @@ class RunConfig:
         unless local DP is on: noise on the trained rows only would reveal which they are."""
         choice = self.upload_rows.lower()
         return choice == "true" or (choice == "auto" and not self.ldp_on)
+
+    def server_lr_at(self, server_round: int) -> float:
+        """The server step of round ``server_round`` (1-based): ``server-lr`` in round 1, falling
+        on a half cosine to ``server-lr-end`` in the last round (constant when that is 0). A
+        large early step moves rows that few clients train; a small late one stops the slide."""
+        if not self.server_lr_end or self.num_server_rounds == 1:
+            return self.server_lr
+        done = min(max(server_round - 1, 0) / (self.num_server_rounds - 1), 1.0)
+        return self.server_lr_end + (self.server_lr - self.server_lr_end) * (
+            1 + math.cos(math.pi * done)) / 2
 
     @property
     def ldp_on(self) -> bool:

@@ -34,7 +34,14 @@ from strategies.checkpoint import load_checkpoint, save_checkpoint, strip_prefix
 from strategies.config import RunConfig
 from strategies.history import RunHistory
 from strategies.records import from_record, to_record
-from strategies.replies import read_reply
+from strategies.replies import Reply, read_reply
+from strategies.secure_aggregation import (
+    CONFIGS,
+    MIN_COHORT,
+    SecAggPlusRound,
+    SecureAggregationFailed,
+)
+from strategies.secure_update import decode
 
 LOGGED_PER_ROUND = 5  # failures and rejections logged one by one per round, then counted
 
@@ -68,6 +75,8 @@ class FedRecStrategy(Strategy):
         self._rng = random.Random(cfg.seed)
         self._round_start = 0.0
         self._empty_rounds = 0  # consecutive rounds without an accepted update
+        self._secure: SecAggPlusRound | None = None  # this round's SecAgg+ state, when on
+        self._grid: Grid | None = None
         self.broadcast: dict[str, np.ndarray] = {}  # the shared parts sent this round
         self.checkpoint_path: Path | None = None  # written after every round when set
         self.round_offset = 0  # rounds done before a resume: Flower's loop restarts at 1
@@ -95,10 +104,18 @@ class FedRecStrategy(Strategy):
         otherwise aggregated as they arrive and dropped, so keep as little as possible."""
         return None
 
+    def kept_from_descriptor(self, descriptor: dict[str, np.ndarray] | None
+                             ) -> dict[str, np.ndarray] | None:
+        """Under secure aggregation, what ``after_aggregate`` keeps of a client: the descriptor
+        it sent in the clear (None: nothing)."""
+        return None
+
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
-                        aggregated: dict[str, np.ndarray]) -> None:
+                        aggregated: dict[str, np.ndarray],
+                        cohorts: dict[int, tuple[int, dict, dict]] | None = None) -> None:
         """Server work after aggregation; ``uploads``: the kept parameters of every accepted
-        upload, keyed by user."""
+        upload (or descriptor), keyed by user; ``cohorts``: under secure aggregation, each
+        cohort's (trainers, summed changes, trained-row counts)."""
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -167,8 +184,12 @@ class FedRecStrategy(Strategy):
         count = max(1, round(len(nodes) * self.cfg.fraction_train))
         sampled = set(self._rng.sample(nodes, count)) if count < len(nodes) else set(nodes)
         evaluate = self._evaluation_due(server_round - 1)
+        secure = self._start_secure_round(server_round, sampled, grid)
         messages = []
         for node in nodes:
+            masking = secure.collect_config(node) if secure is not None else None
+            if secure is not None and masking is None:
+                sampled.discard(node)  # dropped out of the key exchange: it cannot train now
             if node not in sampled and not evaluate:
                 continue
             train = node in sampled
@@ -183,9 +204,55 @@ class FedRecStrategy(Strategy):
             extra = self.payload(server_round, self.users[node]) if wanted else None
             if extra is not None:
                 content[p.GROUP] = extra
+            if train and masking is not None:
+                content[CONFIGS] = masking
             kind = MessageType.TRAIN if train else MessageType.EVALUATE
             messages.append(Message(content, dst_node_id=node, message_type=kind))
         return messages
+
+    def cohorts(self, nodes: set[int]) -> dict[int, list[int]]:
+        """The trainers whose updates secure aggregation sums together (GFMFR: by group)."""
+        return {0: sorted(nodes)}
+
+    def _start_secure_round(self, server_round: int, sampled: set[int], grid: Grid
+                            ) -> SecAggPlusRound | None:
+        """Steps 0-1 of SecAgg+ with this round's trainers (None when it is off)."""
+        self._secure = None
+        if not self.cfg.secure_aggregation:
+            return None
+        if len(sampled) < MIN_COHORT:
+            raise RunFailed(f"round {server_round}: {len(sampled)} clients sampled; secure "
+                            f"aggregation needs at least {MIN_COHORT} (raise fraction-train, or "
+                            "set secure-aggregation=false)")
+        tic = time.perf_counter()
+        self._secure = SecAggPlusRound(self.cohorts(sampled), server_round,
+                                       self.cfg.round_timeout, self._rng.getrandbits(64))
+        self._secure.setup_and_share_keys(grid)
+        self._grid = grid
+        record = self.history.at(server_round)
+        record.server_seconds["secure-setup"] = time.perf_counter() - tic
+        return self._secure
+
+    def _secure_sums(self, server_round: int, mean: UpdateMean
+                     ) -> dict[int, tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """Step 3 of SecAgg+: every cohort's (trainers, summed changes, trained-row counts),
+        added to ``mean``; empty when the masks could not be removed (logged)."""
+        tic = time.perf_counter()
+        try:
+            sums = self._secure.unmask(self._grid)
+        except SecureAggregationFailed as error:
+            log(WARNING, "round %d: secure aggregation failed: %s; the model is left unchanged",
+                server_round, error)
+            return {}
+        finally:
+            self.history.at(server_round).server_seconds["secure-unmask"] = (
+                time.perf_counter() - tic)
+        out = {}
+        for cohort, (n, vector) in sums.items():
+            changes, trained = decode(vector, self.shared_shapes, self.item_tables)
+            mean.add_sums(n, changes, trained)
+            out[cohort] = (n, changes, trained)
+        return out
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -195,6 +262,7 @@ class FedRecStrategy(Strategy):
         record = self.history.at(server_round)
         mean = UpdateMean(self.broadcast, self.item_tables, self.cfg.item_aggregation == "rows")
         kept, evaluations, losses = {}, {}, {}
+        masked: dict[int, Reply] = {}  # secure aggregation: replies whose masked update counts
         first_cause = None
         for reply in replies:  # one at a time: a round never holds every upload
             if reply.has_error():
@@ -217,6 +285,9 @@ class FedRecStrategy(Strategy):
                 if record.rejected <= LOGGED_PER_ROUND:
                     log(WARNING, "round %d: rejected the update of user %s (node %d): %s",
                         server_round, got.user, reply.metadata.src_node_id, got.problem)
+            if self._secure is not None and got.problem is None and self._secure.add(reply):
+                masked[got.user] = got
+                continue
             if got.upload is None:
                 continue
             tic = time.perf_counter()
@@ -233,6 +304,14 @@ class FedRecStrategy(Strategy):
                 "first %d of each are shown above)", server_round, record.failed,
                 record.rejected, LOGGED_PER_ROUND)
         self.history.record_evaluation(server_round - 1, evaluations)
+        cohort_sums = self._secure_sums(server_round, mean) if masked else {}
+        if cohort_sums:
+            for user, got in masked.items():
+                part = self.kept_from_descriptor(got.descriptor)
+                if part is not None:
+                    kept[user] = part
+                losses[user] = [got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS,
+                                                                  p.KD_WEIGHT)]
         self._empty_rounds = 0 if mean.count else self._empty_rounds + 1
         if self._empty_rounds > self.cfg.max_failed_rounds:
             self.save_checkpoint(server_round, self.broadcast)
@@ -250,8 +329,8 @@ class FedRecStrategy(Strategy):
             self._log_round(server_round)
             self.save_checkpoint(server_round, self.broadcast)
             return None, None
-        aggregated = mean.result(self.cfg.server_lr)
-        self.after_aggregate(server_round, kept, aggregated)
+        aggregated = mean.result(self.cfg.server_lr_at(server_round))
+        self.after_aggregate(server_round, kept, aggregated, cohort_sums)
         record.trained = mean.count
         record.train_loss, record.kd_loss, record.kd_weight = (
             float(v) for v in np.mean([losses[u] for u in sorted(losses)], 0))

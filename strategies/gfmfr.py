@@ -29,8 +29,9 @@ from strategies.checkpoint import strip_prefix, torch_state_from_array, torch_st
 from strategies.config import RunConfig
 from strategies.fedrec import FedRecStrategy, RunFailed, shared_item_tables
 from strategies.fusion import FusionTrainer
-from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
+from strategies.groups import GroupingOptions, GroupState, SecureTargets, advance, resolve_teacher
 from strategies.records import to_record
+from strategies.secure_aggregation import MIN_COHORT
 
 
 class GFMFRStrategy(FedRecStrategy):
@@ -118,9 +119,39 @@ class GFMFRStrategy(FedRecStrategy):
             out.update({b.ITEM_TABLE: rows, b.ITEM_TABLE + p.ROWS: ids})
         return out
 
+    def cohorts(self, nodes: set[int]) -> dict[int, list[int]]:
+        """Secure aggregation sums each group apart (the fusion network's targets are group
+        means); groups of fewer than ``MIN_COHORT`` trainers, and clients without a group yet,
+        are summed together as cohort -1, which is no group's target."""
+        by_group: dict[int, list[int]] = {}
+        for node in sorted(nodes):
+            by_group.setdefault(self.groups.assignment.get(self.users[node], -1), []).append(node)
+        mixed = [n for k, members in by_group.items() if k < 0 or len(members) < MIN_COHORT
+                 for n in members]
+        out = {k: m for k, m in by_group.items() if k >= 0 and len(m) >= MIN_COHORT}
+        if mixed and len(mixed) < MIN_COHORT and out:  # too few to sum alone: join the largest
+            largest = max(out, key=lambda k: len(out[k]))
+            mixed += out.pop(largest)
+        if mixed:
+            out[-1] = sorted(mixed)
+        return out
+
+    def kept_from_descriptor(self, descriptor: dict[str, np.ndarray] | None
+                             ) -> dict[str, np.ndarray] | None:
+        return descriptor
+
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
-                        aggregated: dict[str, np.ndarray]) -> None:
-        self.groups = advance(self.groups, uploads, self.broadcast, self.backbone, self.options)
+                        aggregated: dict[str, np.ndarray],
+                        cohorts: dict[int, tuple[int, dict, dict]] | None = None) -> None:
+        targets = None
+        if cohorts:  # secure aggregation: each group's mean table from its cohort's sum
+            table, base = self.backbone.ITEM_TABLE, self.broadcast[self.backbone.ITEM_TABLE]
+            targets = SecureTargets(
+                {k: (base + changes[table] / n).astype(np.float32)
+                 for k, (n, changes, _) in cohorts.items() if k >= 0},
+                sum(trained[table] for _, _, trained in cohorts.values()) > 0)
+        self.groups = advance(self.groups, uploads, self.broadcast, self.backbone, self.options,
+                              targets)
         for k, payload in self.groups.payloads.items():  # never send a broken teacher
             broken = [n for n, a in payload.items() if a.dtype.kind == "f" and
                       not np.isfinite(a).all()]

@@ -47,10 +47,20 @@ class GroupState:
     fusion_r2: float = float("nan")  # share of the targets' variance the fused tables explain
 
 
+@dataclass
+class SecureTargets:
+    """Under secure aggregation the server never holds a member's table, only each group's
+    mean (summed within the group, by last round's assignment) and which rows anyone trained."""
+
+    tables: dict[int, np.ndarray]  # group -> mean item table of its trainers
+    trained: np.ndarray  # (n_items,) bool
+
+
 def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
             sent: dict[str, np.ndarray], backbone: type[Backbone],
-            options: GroupingOptions) -> GroupState:
-    """The next round's state from this round's accepted uploads (``sent``: what was broadcast)."""
+            options: GroupingOptions, secure: SecureTargets | None = None) -> GroupState:
+    """The next round's state from this round's accepted uploads (``sent``: what was broadcast;
+    ``secure``: the group means when uploads hold only the clients' grouping descriptors)."""
     tic = time.perf_counter()
     assignment = _regroup(state.assignment, uploads, sent, backbone, options)
     grouping_seconds = time.perf_counter() - tic
@@ -59,18 +69,27 @@ def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
     members: dict[int, list[int]] = {}
     for user in sorted(uploads):
         members.setdefault(assignment[user], []).append(user)
-    groups = np.asarray(sorted(members))
     table, base = backbone.ITEM_TABLE, sent[backbone.ITEM_TABLE]
-    targets = np.stack([_mean_table([uploads[u] for u in members[k]], table, base)
-                        for k in groups])
-    trained = _trained_rows(uploads.values(), table, base.shape[0])
+    if secure is None:
+        groups = np.asarray(sorted(members))
+        targets = np.stack([_mean_table([uploads[u] for u in members[k]], table, base)
+                            for k in groups])
+        trained = _trained_rows(uploads.values(), table, base.shape[0])
+    else:
+        groups = np.asarray(sorted(k for k in secure.tables if k in members or
+                                   options.teacher != "group-head"), dtype=np.int64)
+        if groups.size == 0:  # no group summed alone yet (first round): no fusion targets
+            return GroupState(state.trainer, assignment, dict(state.payloads), [],
+                              {"grouping": grouping_seconds, "fusion": 0.0}, float("nan"))
+        targets = np.stack([secure.tables[k] for k in groups])
+        trained = secure.trained if secure.trained.any() else np.ones(base.shape[0], bool)
     losses = state.trainer.fit(groups, targets, options.fusion_epochs, trained)
     tables = state.trainer.tables(groups)  # Q_k
     fit, goal = tables[:, trained], targets[:, trained]
     r2 = 1.0 - float(np.mean((fit - goal) ** 2)) / max(float(np.var(goal)), 1e-12)
     payloads = dict(state.payloads)
     for k, table in zip(groups.tolist(), tables, strict=True):
-        payloads[k] = _payload(k, table, [uploads[u] for u in members[k]], backbone,
+        payloads[k] = _payload(k, table, [uploads[u] for u in members.get(k, [])], backbone,
                                options.teacher)
     return GroupState(state.trainer, assignment, payloads, losses,
                       {"grouping": grouping_seconds, "fusion": time.perf_counter() - tic}, r2)
@@ -86,8 +105,12 @@ def _regroup(previous: dict[int, int], uploads: dict[int, dict[str, np.ndarray]]
         return {**assignment, **fresh}
     if options.n_groups == 1:
         return {**assignment, **{u: 0 for u in uploads}}
-    if backbone.GROUPING:
+    if backbone.GROUPING and all(n in u for u in uploads.values() for n in backbone.GROUPING):
         users, z = describe_clients(uploads, backbone.GROUPING)
+    elif backbone.HEAD and all(n in u for u in uploads.values() for n in backbone.HEAD):
+        users, z = describe_clients(uploads, backbone.HEAD)  # secure aggregation: heads only
+    elif all(p.CHANGE_SUMMARY in u for u in uploads.values()):  # computed by the clients
+        users, z = describe_clients(uploads, (p.CHANGE_SUMMARY,))
     else:
         users, z = table_change_summary(uploads, backbone.ITEM_TABLE, sent[backbone.ITEM_TABLE])
     labels = cluster(z, options.n_groups, options.method, options.pca, options.seed,

@@ -11,6 +11,8 @@ SHARED = "shared"  # ArrayRecord: shared model parts (server -> client, and the 
 GROUP = "group"  # ArrayRecord: GFMFR distillation payload for the client's group (server -> client)
 CONFIG = "config"  # ConfigRecord: per-round instructions (server -> client)
 METRICS = "metrics"  # MetricRecord: training/evaluation results (client -> server)
+DESCRIPTOR = "grouping"  # ConfigRecord: under secure aggregation, what GFMFR groups a client by
+CHANGE_SUMMARY = "change-summary"  # in DESCRIPTOR: column sums of the item-table change (d,)
 
 # Config keys (server -> client)
 SERVER_ROUND = "server-round"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from flwr.app import Message
+from flwr.common import bytes_to_ndarray
 
 from strategies import protocol as p
 from strategies.aggregation import densify, screen_upload
@@ -30,6 +31,7 @@ class Reply:
     weight: float = 0.0
     rows: dict[str, np.ndarray] = field(default_factory=dict)  # item-table rows the client trained
     problem: str | None = None  # why the upload was refused
+    descriptor: dict[str, np.ndarray] | None = None  # secure aggregation: GFMFR's grouping input
 
 
 def read_reply(reply: Message, users: dict[int, int], broadcast: dict[str, np.ndarray],
@@ -49,6 +51,8 @@ def read_reply(reply: Message, users: dict[int, int], broadcast: dict[str, np.nd
         cold = [p.metric_key(p.COLD, m) for m in p.RANKING_METRICS]  # only users with new items
         if all(k in out.metrics and 0.0 <= out.metrics[k] <= 1.0 for k in cold):
             out.evaluation.update({k: out.metrics[k] for k in cold})
+    if p.DESCRIPTOR in reply.content.config_records:
+        out.descriptor, out.problem = _descriptor(reply.content.config_records[p.DESCRIPTOR])
     if p.SHARED not in reply.content.array_records:
         return out
     raw_arrays = from_record(reply.content.array_records[p.SHARED])
@@ -64,3 +68,15 @@ def read_reply(reply: Message, users: dict[int, int], broadcast: dict[str, np.nd
         out.rows = {k[: -len(p.ROWS)]: v for k, v in raw_arrays.items() if k.endswith(p.ROWS)}
     out.problem = problem
     return out
+
+
+def _descriptor(record) -> tuple[dict[str, np.ndarray] | None, str | None]:  # noqa: ANN001
+    """The grouping descriptor a client sent in the clear, or the reason it is unusable."""
+    try:
+        out = {k: bytes_to_ndarray(v) for k, v in record.items()}
+    except Exception as error:  # noqa: BLE001 - bytes from a device: anything can be wrong
+        return None, f"unreadable grouping descriptor ({type(error).__name__})"
+    bad = [k for k, v in out.items() if v.dtype.kind != "f" or not np.isfinite(v).all()]
+    if bad:
+        return None, f"grouping descriptor {', '.join(bad)} is not finite floats"
+    return out, None

@@ -1,0 +1,155 @@
+"""Secure aggregation (SecAgg+) in a real in-process federation: Flower's client mod, our server.
+
+The server must end with the same model as plain aggregation (up to quantisation), never hold
+one client's update, survive clients that drop out mid-protocol, and refuse to report a round
+whose masks could not be removed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import Message
+
+from server_app.inprocess import run_inprocess
+from strategies import protocol as p
+from strategies.secure_aggregation import CONFIGS, quantization_range, ring_size
+from strategies.secure_update import decode, encode
+
+USERS = 24
+
+
+def config(tmp_path, **extra) -> dict:
+    return {"dataset": "synthetic", "synthetic-users": USERS, "synthetic-items": 60,
+            "synthetic-interactions": 10, "num-server-rounds": 3, "eval-every": 3,
+            "cache-dir": str(tmp_path / "cache"), "results-dir": str(tmp_path / "results"),
+            "max-in-flight": 0, "strategy": "pfedrec", **extra}
+
+
+def unmasking(message: Message) -> bool:
+    """A SecAgg+ unmask request (Flower's client mod pops the stage key as it reads it)."""
+    record = message.content.config_records.get(CONFIGS)
+    return record is not None and "active_nids" in record
+
+
+def train_round(message: Message) -> int | None:
+    if p.CONFIG not in message.content.config_records or message.metadata.message_type != "train":
+        return None
+    return int(message.content[p.CONFIG][p.SERVER_ROUND])
+
+
+def test_vector_layout_round_trips():
+    shapes = {"E": (5, 2), "w": (2,)}
+    change = {"E": np.arange(10.0).reshape(5, 2), "w": np.ones(2)}
+    vector = encode(change, {"E": np.array([1, 3])}, shapes, ("E",))
+    changes, trained = decode([v * 2 for v in vector], shapes, ("E",))
+    assert np.array_equal(changes["E"], change["E"] * 2)
+    assert trained["E"].tolist() == [0, 2, 0, 2, 0]
+    with pytest.raises(ValueError, match="shapes"):
+        decode(vector[:1], shapes, ("E",))
+
+
+def test_quantisation_never_wraps_and_rings_stay_logarithmic():
+    for n in (3, 32, 943, 1024, 6040, 100_000):
+        assert n * quantization_range(n) < 1 << 32
+        assert quantization_range(n) * 2 * n >= 1 << 32  # the largest that fits
+    assert ring_size(5) == 5 and ring_size(943) == 21 and ring_size(100_000) == 35
+
+
+@pytest.mark.parametrize("strategy", ["pfedrec", "fcf"])
+def test_secure_sum_gives_the_plain_model(tmp_path, strategy):
+    plain = run_inprocess(config(tmp_path / "plain", strategy=strategy), USERS)[1]
+    grid, secure = run_inprocess(config(tmp_path / "secure", strategy=strategy,
+                                        **{"secure-aggregation": True}), USERS)
+    for name, value in plain.final_shared.items():
+        assert np.abs(secure.final_shared[name] - value).max() < 1e-4, name
+    assert secure.history.rounds[3].trained == USERS
+    # the server never holds an update: replies carry no parameters, only masked integers
+    trained = [r for r in grid.replies_seen if p.METRICS in r.content.metric_records and
+               p.NUM_EXAMPLES in r.content.metric_records[p.METRICS]]
+    assert len(trained) == 3 * USERS
+    for reply in trained:
+        assert all(len(record) == 0 for record in reply.content.array_records.values())
+        masked = reply.content.config_records[CONFIGS]["masked_params"]
+        assert len(masked) == 3  # weight, table change, trained-row indicator
+
+
+def test_clients_dropping_out_mid_protocol_are_recovered(tmp_path):
+    """Round 2: two clients crash after the key exchange, before sending their update (their
+    pairwise masks are rebuilt from their neighbours' shares); round 3: one client crashes when
+    asked for its shares. The model equals a plain run where the same two updates are lost."""
+    crashed: set[int] = set()
+
+    def lose_two(node, received, reply):
+        if train_round(received) == 2 and (node in crashed or len(crashed) < 2):
+            crashed.add(node)
+            raise RuntimeError("device crashed")
+        return None
+
+    plain = run_inprocess(config(tmp_path / "plain"), USERS, fault=lose_two)[1]
+    assert len(crashed) == 2
+    asked: list[int] = []
+
+    def secure_fault(node, received, reply):
+        lose_two(node, received, reply)
+        if unmasking(received) and len(asked) < 1:
+            asked.append(node)
+            raise RuntimeError("device crashed while unmasking")
+        return None
+
+    secure = run_inprocess(config(tmp_path / "secure", **{"secure-aggregation": True}), USERS,
+                           fault=secure_fault)[1]
+    assert asked and secure.history.rounds[2].trained == USERS - 2
+    assert secure.history.rounds[2].failed == 2
+    for name, value in plain.final_shared.items():
+        assert np.abs(secure.final_shared[name] - value).max() < 1e-4, name
+
+
+def test_a_round_whose_masks_cannot_be_removed_leaves_the_model_unchanged(tmp_path, caplog):
+    """Round 2: every client but two crashes when asked for its shares: too few shares come back,
+    and the round must not report an aggregate (nor a wrong one)."""
+    answered: list[int] = []
+
+    def fault(node, received, reply):
+        if unmasking(received) and train_round_of[0] == 2:
+            answered.append(node)
+            if len(answered) > 2:
+                raise RuntimeError("gone")
+        if train_round(received) is not None:
+            train_round_of[0] = train_round(received)
+        return None
+
+    train_round_of = [0]
+    strategy = run_inprocess(config(tmp_path, **{"secure-aggregation": True,
+                                                  "max-failed-rounds": 5}), USERS,
+                             fault=fault)[1]
+    assert strategy.history.rounds[2].trained == 0
+    assert strategy.history.rounds[3].trained == USERS
+    assert "secure aggregation failed" in caplog.text
+
+
+def test_gfmfr_sums_each_group_apart(tmp_path):
+    grid, strategy = run_inprocess(config(tmp_path, strategy="gfmfr", backbone="fedrap",
+                                          **{"num-groups": 2, "secure-aggregation": True}),
+                                   USERS)
+    assert strategy.history.rounds[3].trained == USERS
+    sizes = [len(c.nodes) for c in strategy._secure.cohorts.values()]
+    assert sum(sizes) == USERS and len(sizes) >= 2  # groups known after round 1
+    assert strategy.groups.payloads  # the fusion network had group targets
+    descriptor = [r.content.config_records[p.DESCRIPTOR] for r in grid.replies_seen
+                  if p.DESCRIPTOR in r.content.config_records]
+    assert descriptor and set(descriptor[0]) == {"w", "b"}  # the head only, never W1
+
+
+def test_small_groups_are_never_summed_alone(tmp_path):
+    from strategies.gfmfr import GFMFRStrategy
+
+    strategy = GFMFRStrategy.__new__(GFMFRStrategy)
+    strategy.users = {n: n for n in range(10)}
+    strategy.groups = type("G", (), {"assignment": {0: 0, 1: 0, 2: 0, 3: 1, 4: 2, 5: 2,
+                                                    6: 3, 7: 3, 8: 3, 9: 3}})()
+    cohorts = strategy.cohorts(set(range(10)))
+    assert cohorts[0] == [0, 1, 2] and cohorts[3] == [6, 7, 8, 9]
+    assert cohorts[-1] == [3, 4, 5]  # groups 1 and 2 together are no group's target
+    two_small = strategy.cohorts({0, 1, 2, 3, 4})
+    assert two_small == {-1: [0, 1, 2, 3, 4]}  # 3 and 4 alone are too few: joined with group 0
