@@ -89,3 +89,14 @@ def test_readme_documents_every_key():
     readme = readme.split("## Run-config keys", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", readme, flags=re.M))
     assert documented == set(DEFAULTS)
+
+
+def test_server_step_falls_on_a_cosine_to_server_lr_end():
+    from strategies.config import RunConfig
+
+    constant = RunConfig(server_lr=3.0, num_server_rounds=50)
+    assert constant.server_lr_at(1) == constant.server_lr_at(50) == 3.0
+    cosine = RunConfig(server_lr=10.0, server_lr_end=1.0, num_server_rounds=51)
+    steps = [cosine.server_lr_at(r) for r in range(1, 52)]
+    assert steps[0] == 10.0 and abs(steps[25] - 5.5) < 1e-9 and abs(steps[-1] - 1.0) < 1e-9
+    assert all(a > b for a, b in zip(steps, steps[1:], strict=False))
