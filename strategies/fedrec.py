@@ -76,7 +76,6 @@ class FedRecStrategy(Strategy):
         self._round_start = 0.0
         self._empty_rounds = 0  # consecutive rounds without an accepted update
         self._secure: SecAggPlusRound | None = None  # this round's SecAgg+ state, when on
-        self._grid: Grid | None = None
         self.broadcast: dict[str, np.ndarray] = {}  # the shared parts sent this round
         self.checkpoint_path: Path | None = None  # written after every round when set
         self.round_offset = 0  # rounds done before a resume: Flower's loop restarts at 1
@@ -104,18 +103,13 @@ class FedRecStrategy(Strategy):
         otherwise aggregated as they arrive and dropped, so keep as little as possible."""
         return None
 
-    def kept_from_descriptor(self, descriptor: dict[str, np.ndarray] | None
-                             ) -> dict[str, np.ndarray] | None:
-        """Under secure aggregation, what ``after_aggregate`` keeps of a client: the descriptor
-        it sent in the clear (None: nothing)."""
-        return None
-
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
                         aggregated: dict[str, np.ndarray],
                         cohorts: dict[int, tuple[int, dict, dict]] | None = None) -> None:
         """Server work after aggregation; ``uploads``: the kept parameters of every accepted
-        upload (or descriptor), keyed by user; ``cohorts``: under secure aggregation, each
-        cohort's (trainers, summed changes, trained-row counts)."""
+        upload (under secure aggregation: the grouping descriptor a client sent), keyed by
+        user; ``cohorts``: under secure aggregation, each cohort's (trainers, summed changes,
+        trained-row counts)."""
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -225,10 +219,9 @@ class FedRecStrategy(Strategy):
                             f"aggregation needs at least {MIN_COHORT} (raise fraction-train, or "
                             "set secure-aggregation=false)")
         tic = time.perf_counter()
-        self._secure = SecAggPlusRound(self.cohorts(sampled), server_round,
+        self._secure = SecAggPlusRound(grid, self.cohorts(sampled), server_round,
                                        self.cfg.round_timeout, self._rng.getrandbits(64))
-        self._secure.setup_and_share_keys(grid)
-        self._grid = grid
+        self._secure.setup_and_share_keys()
         record = self.history.at(server_round)
         record.server_seconds["secure-setup"] = time.perf_counter() - tic
         return self._secure
@@ -239,7 +232,7 @@ class FedRecStrategy(Strategy):
         added to ``mean``; empty when the masks could not be removed (logged)."""
         tic = time.perf_counter()
         try:
-            sums = self._secure.unmask(self._grid)
+            sums = self._secure.unmask()
         except SecureAggregationFailed as error:
             log(WARNING, "round %d: secure aggregation failed: %s; the model is left unchanged",
                 server_round, error)
@@ -297,8 +290,7 @@ class FedRecStrategy(Strategy):
             part = self.kept_from(got.upload)
             if part is not None:
                 kept[got.user] = part
-            losses[got.user] = [got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS,
-                                                                  p.KD_WEIGHT)]
+            losses[got.user] = _losses(got)
         if max(record.failed, record.rejected) > LOGGED_PER_ROUND:
             log(WARNING, "round %d: %d clients failed and %d updates were rejected in all (the "
                 "first %d of each are shown above)", server_round, record.failed,
@@ -307,11 +299,9 @@ class FedRecStrategy(Strategy):
         cohort_sums = self._secure_sums(server_round, mean) if masked else {}
         if cohort_sums:
             for user, got in masked.items():
-                part = self.kept_from_descriptor(got.descriptor)
-                if part is not None:
-                    kept[user] = part
-                losses[user] = [got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS,
-                                                                  p.KD_WEIGHT)]
+                if got.descriptor is not None:
+                    kept[user] = got.descriptor
+                losses[user] = _losses(got)
         self._empty_rounds = 0 if mean.count else self._empty_rounds + 1
         if self._empty_rounds > self.cfg.max_failed_rounds:
             self.save_checkpoint(server_round, self.broadcast)
@@ -418,6 +408,10 @@ class FedRecStrategy(Strategy):
         record = self.history.rounds[server_round]
         log(INFO, "[final evaluation] %.2f s | %s", seconds,
             _metrics_line(record.val, f"val after round {server_round}"))
+
+
+def _losses(got: Reply) -> list[float]:
+    return [got.metrics.get(k, 0.0) for k in (p.TRAIN_LOSS, p.KD_LOSS, p.KD_WEIGHT)]
 
 
 def shared_item_tables(model: Backbone) -> tuple[str, ...]:

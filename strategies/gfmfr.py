@@ -29,7 +29,14 @@ from strategies.checkpoint import strip_prefix, torch_state_from_array, torch_st
 from strategies.config import RunConfig
 from strategies.fedrec import FedRecStrategy, RunFailed, shared_item_tables
 from strategies.fusion import FusionTrainer
-from strategies.groups import GroupingOptions, GroupState, SecureTargets, advance, resolve_teacher
+from strategies.groups import (
+    GroupingOptions,
+    GroupState,
+    SecureTargets,
+    advance,
+    cohorts_by_group,
+    resolve_teacher,
+)
 from strategies.records import to_record
 from strategies.secure_aggregation import MIN_COHORT
 
@@ -120,25 +127,9 @@ class GFMFRStrategy(FedRecStrategy):
         return out
 
     def cohorts(self, nodes: set[int]) -> dict[int, list[int]]:
-        """Secure aggregation sums each group apart (the fusion network's targets are group
-        means); groups of fewer than ``MIN_COHORT`` trainers, and clients without a group yet,
-        are summed together as cohort -1, which is no group's target."""
-        by_group: dict[int, list[int]] = {}
-        for node in sorted(nodes):
-            by_group.setdefault(self.groups.assignment.get(self.users[node], -1), []).append(node)
-        mixed = [n for k, members in by_group.items() if k < 0 or len(members) < MIN_COHORT
-                 for n in members]
-        out = {k: m for k, m in by_group.items() if k >= 0 and len(m) >= MIN_COHORT}
-        if mixed and len(mixed) < MIN_COHORT and out:  # too few to sum alone: join the largest
-            largest = max(out, key=lambda k: len(out[k]))
-            mixed += out.pop(largest)
-        if mixed:
-            out[-1] = sorted(mixed)
-        return out
-
-    def kept_from_descriptor(self, descriptor: dict[str, np.ndarray] | None
-                             ) -> dict[str, np.ndarray] | None:
-        return descriptor
+        """Secure aggregation sums each group apart (the fusion targets are group means)."""
+        return cohorts_by_group({n: self.groups.assignment.get(self.users[n], -1) for n in nodes},
+                                MIN_COHORT)
 
     def after_aggregate(self, server_round: int, uploads: dict[int, dict[str, np.ndarray]],
                         aggregated: dict[str, np.ndarray],

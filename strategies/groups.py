@@ -149,6 +149,23 @@ def _mean_table(members: list[dict[str, np.ndarray]], name: str, base: np.ndarra
     return (base + total / len(members)).astype(np.float32)
 
 
+def cohorts_by_group(group_of: dict[int, int], minimum: int) -> dict[int, list[int]]:
+    """Nodes summed together under secure aggregation, keyed by group (``group_of``: node ->
+    group, -1 when it has none yet). Groups of fewer than ``minimum`` nodes, and nodes without a
+    group, are summed together as cohort -1, which is no group's target; if that leaves fewer than
+    ``minimum`` nodes, the largest group joins them."""
+    by_group: dict[int, list[int]] = {}
+    for node in sorted(group_of):
+        by_group.setdefault(group_of[node], []).append(node)
+    out = {k: m for k, m in by_group.items() if k >= 0 and len(m) >= minimum}
+    mixed = [n for k, m in by_group.items() if k not in out for n in m]
+    if mixed and len(mixed) < minimum and out:
+        mixed += out.pop(max(out, key=lambda k: len(out[k])))
+    if mixed:
+        out[-1] = sorted(mixed)
+    return out
+
+
 def resolve_teacher(choice: str, backbone: type[Backbone]) -> str:
     """``auto``: the spec's group head when the backbone's head is shared, else the own model."""
     if choice == "auto":

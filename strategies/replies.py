@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import Message
+from flwr.app import ConfigRecord, Message
 from flwr.common import bytes_to_ndarray
 
 from strategies import protocol as p
@@ -70,7 +70,7 @@ def read_reply(reply: Message, users: dict[int, int], broadcast: dict[str, np.nd
     return out
 
 
-def _descriptor(record) -> tuple[dict[str, np.ndarray] | None, str | None]:  # noqa: ANN001
+def _descriptor(record: ConfigRecord) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """The grouping descriptor a client sent in the clear, or the reason it is unusable."""
     try:
         out = {k: bytes_to_ndarray(v) for k, v in record.items()}

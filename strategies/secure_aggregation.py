@@ -96,8 +96,9 @@ class SecAggPlusRound:
     reply, and ``unmask`` runs step 3 and returns every cohort's sum.
     """
 
-    def __init__(self, cohorts: dict[int, Iterable[int]], server_round: int,
+    def __init__(self, grid: Grid, cohorts: dict[int, Iterable[int]], server_round: int,
                  timeout: float | None = None, seed: int | None = None) -> None:
+        self.grid = grid
         self.server_round = server_round
         self.timeout = timeout
         self._rng = random.Random(seed)
@@ -109,7 +110,7 @@ class SecAggPlusRound:
                              f"cohort; cohorts {small} have fewer")
 
     # --- step 0 and 1 ---------------------------------------------------------------------------
-    def setup_and_share_keys(self, grid: Grid) -> None:
+    def setup_and_share_keys(self) -> None:
         for cohort in self.cohorts.values():
             n = len(cohort.nodes)
             cohort.share_num = ring_size(n)
@@ -128,7 +129,7 @@ class SecAggPlusRound:
                 Key.SHARE_NUMBER: cohort.share_num, Key.THRESHOLD: cohort.threshold,
                 Key.CLIPPING_RANGE: CLIPPING_RANGE, Key.TARGET_RANGE: cohort.target_range,
                 Key.MOD_RANGE: MOD_RANGE, Key.MAX_WEIGHT: 1.0})
-        for node, configs in self._exchange(grid, setup):
+        for node, configs in self._exchange(setup):
             self.cohorts[self._cohort_of[node]].public_keys[node] = (
                 cast(bytes, configs[Key.PUBLIC_KEY_1]), cast(bytes, configs[Key.PUBLIC_KEY_2]))
 
@@ -141,7 +142,7 @@ class SecAggPlusRound:
                     if m in cohort.public_keys}
             share[node] = ConfigRecord({**keys, Key.STAGE: Stage.SHARE_KEYS})
         routed: dict[int, tuple[list[bytes], list[int]]] = {}
-        for node, configs in self._exchange(grid, share):
+        for node, configs in self._exchange(share):
             self.cohorts[self._cohort_of[node]].shared.add(node)
             dsts = cast(list[int], configs[Key.DESTINATION_LIST])
             texts = cast(list[bytes], configs[Key.CIPHERTEXT_LIST])
@@ -187,7 +188,7 @@ class SecAggPlusRound:
         return True
 
     # --- step 3 ---------------------------------------------------------------------------------
-    def unmask(self, grid: Grid) -> dict[int, tuple[int, list[np.ndarray]]]:
+    def unmask(self) -> dict[int, tuple[int, list[np.ndarray]]]:
         """Every cohort's ``(number of updates, their sum)`` (cohorts where nobody sent an update
         are left out). Raises ``SecureAggregationFailed`` when a cohort's masks cannot be
         removed (too many nodes dropped)."""
@@ -202,7 +203,7 @@ class SecAggPlusRound:
                     Key.STAGE: Stage.UNMASK, Key.ACTIVE_NODE_ID_LIST: sorted(ring & cohort.active),
                     Key.DEAD_NODE_ID_LIST: sorted(ring & dead)})
         shares: dict[int, list[bytes]] = {}
-        for _, configs in self._exchange(grid, requests):
+        for _, configs in self._exchange(requests):
             owners = cast(list[int], configs[Key.NODE_ID_LIST])
             for owner, piece in zip(owners, cast(list[bytes], configs[Key.SHARE_LIST]),
                                     strict=True):
@@ -247,14 +248,14 @@ class SecAggPlusRound:
         return [v + offset for v in dequantize(vector, CLIPPING_RANGE, cohort.target_range)]
 
     # --- messages -------------------------------------------------------------------------------
-    def _exchange(self, grid: Grid, configs: dict[int, ConfigRecord]
+    def _exchange(self, configs: dict[int, ConfigRecord]
                   ) -> list[tuple[int, ConfigRecord]]:
         """Send each node its SecAgg+ record; the ``(node, record)`` of every good reply."""
         messages = [Message(RecordDict({CONFIGS: record}), dst_node_id=node,
                             message_type=MessageType.TRAIN, group_id=str(self.server_round))
                     for node, record in configs.items()]
         out = []
-        for reply in grid.send_and_receive(messages, timeout=self.timeout):
+        for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
             if not reply.has_error() and CONFIGS in reply.content.config_records:
                 out.append((reply.metadata.src_node_id, reply.content.config_records[CONFIGS]))
         return out

@@ -19,6 +19,14 @@ def require_dataset(name: str) -> Path:
     return path
 
 
+def inprocess_config(tmp_path: Path, users: int, items: int, interactions: int,
+                     **extra: object) -> dict:
+    """Run config of a small synthetic federation run in one process (``run_inprocess``)."""
+    return {"dataset": "synthetic", "synthetic-users": users, "synthetic-items": items,
+            "synthetic-interactions": interactions, "cache-dir": str(tmp_path / "cache"),
+            "results-dir": str(tmp_path / "results"), "max-in-flight": 0, **extra}
+
+
 def gfmfr_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
     """Run ``gfmfr argv``: it must fail with exit 2 and one ``gfmfr: ...`` line, no traceback."""
     from server_app.cli import main

@@ -14,15 +14,14 @@ from flwr.app import Message, MetricRecord, RecordDict
 from server_app.inprocess import run_inprocess
 from strategies import protocol as p
 from strategies.records import from_record, to_record
+from tests.conftest import inprocess_config
 
 USERS = 30
 
 
 def config(tmp_path, **extra) -> dict:
-    return {"dataset": "synthetic", "synthetic-users": USERS, "synthetic-items": 120,
-            "synthetic-interactions": 10, "num-server-rounds": 4, "lr": 0.05,
-            "cache-dir": str(tmp_path / "cache"), "results-dir": str(tmp_path / "results"),
-            "max-in-flight": 0, "strategy": "fedrap", **extra}
+    return inprocess_config(tmp_path, USERS, 120, 10, **{"num-server-rounds": 4, "lr": 0.05,
+                                                         "strategy": "fedrap", **extra})
 
 
 def tamper(reply: Message, change) -> Message:

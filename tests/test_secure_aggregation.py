@@ -15,15 +15,14 @@ from server_app.inprocess import run_inprocess
 from strategies import protocol as p
 from strategies.secure_aggregation import CONFIGS, quantization_range, ring_size
 from strategies.secure_update import decode, encode
+from tests.conftest import inprocess_config
 
 USERS = 24
 
 
 def config(tmp_path, **extra) -> dict:
-    return {"dataset": "synthetic", "synthetic-users": USERS, "synthetic-items": 60,
-            "synthetic-interactions": 10, "num-server-rounds": 3, "eval-every": 3,
-            "cache-dir": str(tmp_path / "cache"), "results-dir": str(tmp_path / "results"),
-            "max-in-flight": 0, "strategy": "pfedrec", **extra}
+    return inprocess_config(tmp_path, USERS, 60, 10, **{"num-server-rounds": 3, "eval-every": 3,
+                                                        "strategy": "pfedrec", **extra})
 
 
 def unmasking(message: Message) -> bool:
@@ -141,15 +140,12 @@ def test_gfmfr_sums_each_group_apart(tmp_path):
     assert descriptor and set(descriptor[0]) == {"w", "b"}  # the head only, never W1
 
 
-def test_small_groups_are_never_summed_alone(tmp_path):
-    from strategies.gfmfr import GFMFRStrategy
+def test_small_groups_are_never_summed_alone():
+    from strategies.groups import cohorts_by_group
 
-    strategy = GFMFRStrategy.__new__(GFMFRStrategy)
-    strategy.users = {n: n for n in range(10)}
-    strategy.groups = type("G", (), {"assignment": {0: 0, 1: 0, 2: 0, 3: 1, 4: 2, 5: 2,
-                                                    6: 3, 7: 3, 8: 3, 9: 3}})()
-    cohorts = strategy.cohorts(set(range(10)))
+    group_of = {0: 0, 1: 0, 2: 0, 3: 1, 4: 2, 5: 2, 6: 3, 7: 3, 8: 3, 9: 3}
+    cohorts = cohorts_by_group(group_of, 3)
     assert cohorts[0] == [0, 1, 2] and cohorts[3] == [6, 7, 8, 9]
     assert cohorts[-1] == [3, 4, 5]  # groups 1 and 2 together are no group's target
-    two_small = strategy.cohorts({0, 1, 2, 3, 4})
+    two_small = cohorts_by_group({n: group_of[n] for n in range(5)}, 3)
     assert two_small == {-1: [0, 1, 2, 3, 4]}  # 3 and 4 alone are too few: joined with group 0
