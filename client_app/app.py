@@ -48,7 +48,8 @@ def train(msg: Message, context: Context) -> Message:
     result = train_local(model, session.view, session.rng(rnd), epochs=session.cfg.local_epochs,
                          batch_size=session.cfg.batch_size, neg_per_pos=session.cfg.neg_per_pos,
                          server_round=rnd, num_rounds=session.cfg.num_server_rounds,
-                         teacher=teacher, kd_weight=kd_weight)
+                         teacher=teacher, kd_weight=kd_weight,
+                         lr_scale=session.cfg.lr_scale_at(rnd))
     save_private(context, session.user, model.private_arrays(), kd_weight.ema, rnd,
                  session.cfg.client_state_dir, session.run_key)
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,

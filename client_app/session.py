@@ -135,7 +135,8 @@ class Session:
         change (clipped and noised under local DP), the rows trained (every row under local DP,
         where every row carries noise), and for GFMFR what it groups clients by, in the clear:
         the output head where it is shared, not the MLP's first layer, whose change is a sum of
-        outer products with the embeddings (known to the server) of the items trained."""
+        outer products with the embeddings (known to the server) of the items trained (a
+        precaution: docs/privacy.md)."""
         arrays = self._private_shared(model)
         change = {k: v.astype(np.float32) - self.received[k].astype(np.float32)
                   for k, v in arrays.items()}

@@ -49,24 +49,29 @@ class TrainResult:
 
 def train_local(model: Backbone, view: ClientView, rng: np.random.Generator, *, epochs: int,
                 batch_size: int, neg_per_pos: int, server_round: int, num_rounds: int,
-                teacher: Teacher | None = None, kd_weight: KDWeight | None = None) -> TrainResult:
-    """Train ``model`` in place on fresh negatives; adds ``lambda_t * KL`` when given a teacher."""
+                teacher: Teacher | None = None, kd_weight: KDWeight | None = None,
+                lr_scale: float = 1.0) -> TrainResult:
+    """Train ``model`` in place on fresh negatives; adds ``lambda_t * KL`` when given a teacher;
+    every learning rate is multiplied by ``lr_scale`` (``lr-decay-to``)."""
     items, labels = view.training_pairs(rng, neg_per_pos)
     rows, local = np.unique(items, return_inverse=True)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     with model.only_items(rows):
         teacher_rows = None if teacher is None else teacher.restrict(rows)
         result = _epochs(model, torch.from_numpy(local), torch.from_numpy(labels), generator,
-                         epochs, batch_size, server_round, num_rounds, teacher_rows, kd_weight)
+                         epochs, batch_size, server_round, num_rounds, teacher_rows, kd_weight,
+                         lr_scale)
     return TrainResult(*result, rows)
 
 
 def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
             generator: torch.Generator, epochs: int, batch_size: int, server_round: int,
-            num_rounds: int, teacher: LocalTeacher | None, kd_weight: KDWeight | None
-            ) -> tuple[float, float, float, int]:
+            num_rounds: int, teacher: LocalTeacher | None, kd_weight: KDWeight | None,
+            lr_scale: float = 1.0) -> tuple[float, float, float, int]:
     hand = model.uses_hand_gradients()
     optimizer = model.optimizer()
+    for group in optimizer.param_groups:
+        group["lr"] *= lr_scale
     n = int(items_t.shape[0])
     weight = 0.0
     for _ in range(epochs):

@@ -78,6 +78,7 @@ class RunConfig:
     personal_lr: float = 0.0001  # learning rate of private item tables (FedRAP's D_u)
     mlp_lr: float = 0.001  # learning rate of NCF's shared MLP (FedNCF, FedRAP); 0 = lr
     mlp_init: str = "factorized"  # factorized | random (PyTorch's): how NCF's MLP starts
+    lr_decay_to: float = 1.0  # local rates in the last round as a share of round 1's (cosine)
     weight_decay: float = 0.0
     item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
     server_lr: float = 3.0  # server step on the mean update (FedAvg = 1)
@@ -138,6 +139,7 @@ class RunConfig:
             (self.personal_lr >= 0, "personal-lr must be >= 0"),
             (self.mlp_lr >= 0, "mlp-lr must be >= 0 (0 = lr)"),
             (self.server_lr > 0, "server-lr must be > 0 (FedAvg is 1)"),
+            (0 < self.lr_decay_to <= 1, "lr-decay-to must be in (0, 1] (1 = no decay)"),
             (self.server_lr_end >= 0, "server-lr-end must be >= 0 (0 = server-lr every round)"),
             (self.weight_decay >= 0, "weight-decay must be >= 0"),
             (self.neg_per_pos >= 0, "neg-per-pos must be >= 0"),
@@ -256,11 +258,20 @@ class RunConfig:
         """The server step of round ``server_round`` (1-based): ``server-lr`` in round 1, falling
         on a half cosine to ``server-lr-end`` in the last round (constant when that is 0). A
         large early step moves rows that few clients train; a small late one stops the slide."""
-        if not self.server_lr_end or self.num_server_rounds == 1:
+        if not self.server_lr_end:
             return self.server_lr
+        return self._cosine(self.server_lr, self.server_lr_end, server_round)
+
+    def lr_scale_at(self, server_round: int) -> float:
+        """What every local learning rate is multiplied by in round ``server_round``: 1 in round
+        1, falling on a half cosine to ``lr-decay-to`` in the last round."""
+        return self._cosine(1.0, self.lr_decay_to, server_round)
+
+    def _cosine(self, start: float, end: float, server_round: int) -> float:
+        if self.num_server_rounds == 1:
+            return start
         done = min(max(server_round - 1, 0) / (self.num_server_rounds - 1), 1.0)
-        return self.server_lr_end + (self.server_lr - self.server_lr_end) * (
-            1 + math.cos(math.pi * done)) / 2
+        return end + (start - end) * (1 + math.cos(math.pi * done)) / 2
 
     @property
     def ldp_on(self) -> bool:

@@ -100,3 +100,13 @@ def test_server_step_falls_on_a_cosine_to_server_lr_end():
     steps = [cosine.server_lr_at(r) for r in range(1, 52)]
     assert steps[0] == 10.0 and abs(steps[25] - 5.5) < 1e-9 and abs(steps[-1] - 1.0) < 1e-9
     assert all(a > b for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_local_rates_fall_on_a_cosine_to_lr_decay_to():
+    from strategies.config import RunConfig
+
+    assert RunConfig(num_server_rounds=50).lr_scale_at(50) == 1.0
+    decay = RunConfig(lr_decay_to=0.1, num_server_rounds=11)
+    assert decay.lr_scale_at(1) == 1.0 and abs(decay.lr_scale_at(11) - 0.1) < 1e-12
+    with pytest.raises(ValueError, match="lr-decay-to must be in"):
+        RunConfig.from_run_config({"lr-decay-to": 0.0})

@@ -52,7 +52,7 @@ def test_gaussian_budget_is_calibrated_by_the_accountant_and_beats_the_classic_b
         plan_budget("gaussian", 1.0, 1e-5, 0.0, 5)
 
 
-def test_the_server_side_attack_recovers_training_items_and_local_dp_stops_it(tmp_path):
+def test_the_server_side_attack_recovers_training_items_and_local_dp_or_secagg_stop_it(tmp_path):
     """benchmarks.attack is a real attack: on plain uploads it finds users' training items."""
     from benchmarks.attack import attack
 
@@ -63,3 +63,5 @@ def test_the_server_side_attack_recovers_training_items_and_local_dp_stops_it(tm
     assert plain["f1"] > 0.8 and plain["users"] == 40
     noised = attack({**base, "ldp-epsilon": 8.0, "ldp-clip": 1.0, "ldp-mechanism": "gaussian"})
     assert noised["f1"] < 0.3
+    secure = attack({**base, "secure-aggregation": True})
+    assert secure["f1"] < 0.3 and secure["users"] == 40
