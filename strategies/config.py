@@ -78,7 +78,7 @@ class RunConfig:
     personal_lr: float = 0.0001  # learning rate of private item tables (FedRAP's D_u)
     mlp_lr: float = 0.001  # learning rate of NCF's shared MLP (FedNCF, FedRAP); 0 = lr
     mlp_init: str = "factorized"  # factorized | random (PyTorch's): how NCF's MLP starts
-    lr_decay_to: float = 1.0  # local rates in the last round as a share of round 1's (cosine)
+    lr_decay_to: float = 0.1  # local rates in the last round as a share of round 1's (cosine)
     weight_decay: float = 0.0
     item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
     server_lr: float = 3.0  # server step on the mean update (FedAvg = 1)

@@ -105,7 +105,7 @@ def test_server_step_falls_on_a_cosine_to_server_lr_end():
 def test_local_rates_fall_on_a_cosine_to_lr_decay_to():
     from strategies.config import RunConfig
 
-    assert RunConfig(num_server_rounds=50).lr_scale_at(50) == 1.0
+    assert RunConfig(lr_decay_to=1.0, num_server_rounds=50).lr_scale_at(50) == 1.0
     decay = RunConfig(lr_decay_to=0.1, num_server_rounds=11)
     assert decay.lr_scale_at(1) == 1.0 and abs(decay.lr_scale_at(11) - 0.1) < 1e-12
     with pytest.raises(ValueError, match="lr-decay-to must be in"):
