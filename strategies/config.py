@@ -219,7 +219,7 @@ class RunConfig:
         """
         decay = self.weight_decay
         if self.optimizer == "sgd":
-            rate = max(self.lr, self.item_lr or self.lr, self.personal_lr, self.mlp_lr or self.lr)
+            rate = max(self.learning_rates.values())
             if rate * decay > SGD_MAX_DECAY_PER_STEP:
                 return (f"weight-decay={decay:g} with optimizer='sgd' and a learning rate of "
                         f"{rate:g} removes {rate * decay:.0%} of every weight per step (lr * "
@@ -261,6 +261,12 @@ class RunConfig:
         if not self.server_lr_end:
             return self.server_lr
         return self._cosine(self.server_lr, self.server_lr_end, server_round)
+
+    @property
+    def learning_rates(self) -> dict[str, float]:
+        """The local rate of each parameter kind, ``item-lr`` and ``mlp-lr`` at 0 meaning ``lr``."""
+        return {"lr": self.lr, "item_lr": self.item_lr or self.lr,
+                "personal_lr": self.personal_lr, "mlp_lr": self.mlp_lr or self.lr}
 
     def lr_scale_at(self, server_round: int) -> float:
         """What every local learning rate is multiplied by in round ``server_round``: 1 in round

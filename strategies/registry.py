@@ -61,7 +61,6 @@ def backbone_name(cfg: RunConfig) -> str:
 
 
 def hyper(cfg: RunConfig) -> Hyper:
-    return Hyper(dim=cfg.latent_dim, lr=cfg.lr, item_lr=cfg.item_lr or cfg.lr,
-                 personal_lr=cfg.personal_lr, mlp_lr=cfg.mlp_lr or cfg.lr, mlp_init=cfg.mlp_init,
+    return Hyper(dim=cfg.latent_dim, **cfg.learning_rates, mlp_init=cfg.mlp_init,
                  weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
                  reg_bug=cfg.fedrap_reg_bug)

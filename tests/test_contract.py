@@ -235,12 +235,15 @@ def test_windowed_grid_streams_replies_lazily(cache_dir, tmp_path):
 
 def test_gfmfr_recommends_new_items_from_their_content(cache_dir, tmp_path):
     """Cold start: 40% of the items are new. The backbone cannot place them (their rows were
-    never trained); GFMFR scores them with its group's fused embeddings of their content."""
+    never trained); GFMFR scores them with its group's fused embeddings of their content.
+    Constant local rates: over 12 rounds the default decay (0.1x by round 12) leaves the local
+    models too little training for a clear margin here (last-round HR@10 0.44 against 0.35, 0.64
+    without it); its effect on ml-100k-mm's new items is measured in docs/gfmfr.md."""
     def run(strategy, backbone=""):
         cfg = {**config(cache_dir, tmp_path / strategy, strategy=strategy, backbone=backbone),
                "synthetic-users": 40, "synthetic-items": 80, "synthetic-interactions": 16,
                "num-server-rounds": 12, "num-groups": 2, "cold-items": 0.4,
-               "select-metric": "HR@10", "run-name": "run"}
+               "select-metric": "HR@10", "run-name": "run", "lr-decay-to": 1.0}
         del cfg["lr"]
         return run_inprocess(cfg, 40)
 
