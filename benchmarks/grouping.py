@@ -1,0 +1,115 @@
+"""How long GFMFR's grouping takes, and whether it finds the groups the earlier algorithm found.
+
+    python -m benchmarks.grouping --synthetic 6040 8321
+    python -m benchmarks.grouping --record ml-1m-mm --rounds 2 --out /tmp/descriptors
+    python -m benchmarks.grouping --descriptors /tmp/descriptors/*.npy
+
+``--record`` runs GFMFR on FedRAP in one process and saves every round's client descriptors (the
+uploaded ``W1, b1, w, b``, one row per client) as ``.npy``. Each descriptor file (or the
+synthetic one: taste groups plus a rank-300 spread plus noise) is then grouped twice: by
+``strategies.grouping.cluster`` (spectral clustering on the whole descriptors' distances, LOBPCG)
+and by the algorithm it replaced (PCA to 95% of the variance through the Gram matrix's
+eigendecomposition, pdist distances, ARPACK), printing both times and their adjusted Rand index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.distance import pdist, squareform
+from sklearn.cluster import SpectralClustering
+from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
+
+from strategies.grouping import cluster, pca_scores
+
+
+def earlier_cluster(z: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The grouping before 2026-12-05: standardise, unit length, PCA to 95%, RBF, ARPACK."""
+    x = StandardScaler().fit_transform(z)
+    x = x[:, np.isfinite(x).all(axis=0)]
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = pca_scores(x, 0.95)
+    distances = pdist(x)
+    median = float(np.median(distances[distances > 0]))
+    affinity = np.exp(-squareform(distances) ** 2 / (2.0 * median**2))
+    return SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
+                              assign_labels="kmeans").fit_predict(affinity)
+
+
+def compare(z: np.ndarray, k: int = 5, seed: int = 0) -> dict:
+    tic = time.perf_counter()
+    now = cluster(z, k, "spectral", True, seed)
+    now_s = time.perf_counter() - tic
+    tic = time.perf_counter()
+    before = earlier_cluster(z, k, seed)
+    before_s = time.perf_counter() - tic
+    return {"clients": int(z.shape[0]), "dims": int(z.shape[1]), "seconds": round(now_s, 2),
+            "seconds_before": round(before_s, 2),
+            "ari_vs_before": round(float(adjusted_rand_score(before, now)), 3),
+            "sizes": sorted(np.bincount(now, minlength=k).tolist(), reverse=True),
+            "sizes_before": sorted(np.bincount(before, minlength=k).tolist(), reverse=True)}
+
+
+def synthetic(n: int, dims: int, k: int = 5, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dims)).astype(np.float32)
+    basis = rng.normal(size=(300, dims)).astype(np.float32)
+    spread = rng.normal(size=(n, 300)).astype(np.float32) @ basis / 10
+    return (0.6 * centres[rng.integers(k, size=n)] + spread
+            + 0.5 * rng.normal(size=(n, dims)).astype(np.float32)).astype(np.float32)
+
+
+def record(federation: str, rounds: int, out: Path) -> list[Path]:
+    """Run GFMFR on FedRAP in this process; save each round's descriptors before grouping."""
+    import strategies.groups as groups
+    from server_app.inprocess import main
+
+    out.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    grouping = groups.cluster
+
+    def saving(z, *args, **kwargs):
+        saved.append(out / f"{federation}-round{len(saved) + 1}.npy")
+        np.save(saved[-1], z)
+        return grouping(z, *args, **kwargs)
+
+    groups.cluster = saving
+    try:
+        main(["-c", f"dataset='{federation}' strategy='gfmfr' backbone='fedrap' "
+                    f"num-server-rounds={rounds} results-dir='{out}' run-name='record'"])
+    finally:
+        groups.cluster = grouping
+    return saved
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--descriptors", nargs="*", type=Path, default=[])
+    parser.add_argument("--synthetic", nargs=2, type=int, metavar=("CLIENTS", "DIMS"))
+    parser.add_argument("--record", metavar="FEDERATION")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/gfmfr-descriptors"))
+    parser.add_argument("--groups", type=int, default=5)
+    args = parser.parse_args(argv)
+    files = list(args.descriptors)
+    if args.record:
+        files += record(args.record, args.rounds, args.out)
+    cases = [(str(f), np.load(f)) for f in files]
+    if args.synthetic:
+        cases.append((f"synthetic {args.synthetic[0]} x {args.synthetic[1]}",
+                      synthetic(*args.synthetic, k=args.groups)))
+    if not cases:
+        sys.exit("nothing to group: give --descriptors FILES, --synthetic CLIENTS DIMS or "
+                 "--record FEDERATION")
+    for name, z in cases:
+        print(json.dumps({"descriptors": name, **compare(z, args.groups)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
