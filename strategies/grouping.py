@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
 
 from strategies.protocol import ROWS
 
@@ -62,19 +62,15 @@ def cluster(z: np.ndarray, k: int, method: str, pca: bool, seed: int,
     n = z.shape[0]
     if n <= k:
         return np.arange(n)
-    x = StandardScaler().fit_transform(z)
-    x = x[:, np.isfinite(x).all(axis=0)]
+    x = standardize(z)
     if normalize:
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     if method == "kmeans":
         if pca and min(x.shape) > 2:
             x = pca_scores(x, 0.95)
         return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
     if method == "spectral":
-        # LOBPCG, not ARPACK: sklearn's ARPACK path factorises the dense n x n Laplacian
-        return SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
-                                  assign_labels="kmeans", eigen_solver="lobpcg"
-                                  ).fit_predict(rbf_affinity(x))
+        return spectral_labels(rbf_affinity(x), k, seed)
     raise ValueError(f"unknown grouping method {method!r}; choose spectral or kmeans")
 
 
@@ -97,6 +93,38 @@ def pca_scores(x: np.ndarray, variance: float) -> np.ndarray:
     return vectors[:, :kept] * np.sqrt(eigenvalues[:kept])
 
 
+def standardize(z: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per column (sklearn's StandardScaler: a constant column becomes
+    0), in float32 with float64 means: a third of StandardScaler's time on 6,040 x 8,321.
+    Columns with a non-finite value (a diverged upload) are dropped."""
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite columns are dropped below
+        x = np.asarray(z, dtype=np.float32) - np.mean(z, axis=0, dtype=np.float64).astype(np.float32)
+        std = np.sqrt(np.einsum("ij,ij->j", x, x) / len(x))
+        std[std == 0] = 1.0
+        x /= std
+    finite = np.isfinite(x).all(axis=0)
+    return x if finite.all() else x[:, finite]
+
+
+def spectral_labels(affinity: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Normalised spectral clustering (Ng, Jordan and Weiss; sklearn's SpectralClustering with
+    ``assign_labels="kmeans"``): k-means on the ``k`` leading eigenvectors of
+    ``D^-1/2 A D^-1/2``, scaled by ``D^-1/2``. Overwrites ``affinity``.
+
+    ARPACK on the largest eigenvalues needs only products with the dense matrix: 0.3 s at 6,040
+    clients, where sklearn's ARPACK path (shift-invert, an LU factorisation of the dense
+    Laplacian) took 5 s and its LOBPCG path 3.3 s, with the same groups. Self-affinities are
+    left out of the degrees, as in sklearn (scipy's graph Laplacian): kept, they shift each
+    client's eigenvalue by 1 / degree and the groups change (ARI 0.75 on one recorded round)."""
+    np.fill_diagonal(affinity, 0.0)
+    scale = 1.0 / np.sqrt(affinity.sum(axis=1))
+    affinity *= scale[:, None]
+    affinity *= scale[None, :]
+    start = np.full(len(affinity), 1.0 / np.sqrt(len(affinity)))  # deterministic
+    _, vectors = scipy.sparse.linalg.eigsh(affinity, k=k, which="LA", v0=start, tol=1e-6)
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vectors * scale[:, None])
+
+
 def rbf_affinity(x: np.ndarray) -> np.ndarray:
     """exp(-gamma * d^2) with gamma = 1 / (2 * median nonzero pairwise distance^2).
 
@@ -110,7 +138,9 @@ def rbf_affinity(x: np.ndarray) -> np.ndarray:
     d2 += squares[None, :]
     np.maximum(d2, 0, out=d2)
     np.fill_diagonal(d2, 0)
-    nonzero = d2[d2 > 0]  # every pair twice: the same median as over the pairs
+    # median over every k-th client's row (exact up to 2,000 clients): 0.4 s less at 6,040
+    rows = d2[::max(1, len(d2) // 1000)]
+    nonzero = rows[rows > 0]
     median_sq = float(np.median(nonzero)) if nonzero.size else 1.0  # ~ (median distance)^2
     d2 /= -2.0 * median_sq
     return np.exp(d2, out=d2)

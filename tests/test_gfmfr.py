@@ -313,3 +313,16 @@ def test_grouping_agrees_with_the_earlier_pca_path():
         agreement.append(adjusted_rand_score(earlier_cluster(z, 5, 0),
                                              cluster(z, 5, "spectral", True, 0)))
     assert np.mean(agreement) >= 0.9 and min(agreement) >= 0.8, agreement
+
+
+def test_standardize_matches_sklearn_and_drops_non_finite_columns():
+    from sklearn.preprocessing import StandardScaler
+
+    from strategies.grouping import standardize
+
+    z = np.random.default_rng(0).normal(3.0, 2.0, size=(50, 6)).astype(np.float32)
+    z[:, 2] = 7.0  # constant: 0 after scaling, as in sklearn
+    assert np.allclose(standardize(z), StandardScaler().fit_transform(z), atol=1e-5)
+    z[4, 1] = np.inf
+    assert np.allclose(standardize(z), StandardScaler().fit_transform(np.delete(z, 1, axis=1)),
+                       atol=1e-5)
