@@ -30,8 +30,14 @@ def describe_clients(uploads: dict[int, dict[str, np.ndarray]], names: tuple[str
                      ) -> tuple[list[int], np.ndarray]:
     """``(users, Z)``: one row per user, the named uploaded parameters flattened and joined."""
     users = sorted(uploads)
-    rows = [np.concatenate([np.ravel(uploads[u][n]) for n in names]) for u in users]
-    return users, np.asarray(rows, dtype=np.float32)  # float32: half the memory at ml-1m sizes
+    sizes = [np.size(uploads[users[0]][n]) for n in names] if users else []
+    z = np.empty((len(users), sum(sizes)), dtype=np.float32)  # float32: half the memory
+    for row, user in zip(z, users, strict=True):  # filled in place: one copy of 200 MB at ml-1m
+        start = 0
+        for name, size in zip(names, sizes, strict=True):
+            row[start:start + size] = np.ravel(uploads[user][name])
+            start += size
+    return users, z
 
 
 def table_change_summary(uploads: dict[int, dict[str, np.ndarray]], table: str,
