@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -65,3 +67,27 @@ def test_the_server_side_attack_recovers_training_items_and_local_dp_or_secagg_s
     assert noised["f1"] < 0.3
     secure = attack({**base, "secure-aggregation": True})
     assert secure["f1"] < 0.3 and secure["users"] == 40
+
+
+def test_privacy_curve_runs_each_budget_and_refuses_a_point_without_noise(tmp_path, monkeypatch):
+    """benchmarks.privacy_curve: real runs per budget, each noisy point with its noise scale."""
+    import sys
+
+    from benchmarks import privacy_curve
+
+    out = tmp_path / "curve"
+    monkeypatch.setattr(sys, "argv", [
+        "privacy_curve", "--federation", "synthetic", "--epsilons", "1", "1000", "--seeds", "0",
+        "--jobs", "1", "--out", str(out), "--json", str(tmp_path / "curve.json"),
+        "--plot", str(tmp_path / "curve.png"), "-c",
+        f"num-server-rounds=2 cache-dir='{tmp_path / 'cache'}'"])
+    privacy_curve.main()
+    result = json.loads((tmp_path / "curve.json").read_text())
+    points = {p["epsilon"]: p for p in result["points"]}
+    assert set(points) == {None, 1.0, 1000.0} and "noise scale" not in points[None]
+    assert points[1.0]["noise scale"] > points[1000.0]["noise scale"] > 0
+    assert {"pop", "central-mf"} <= set(result["references"])
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    summary = json.loads((out / "runs" / "pfedrec-seed0" / "summary.json").read_text())
+    with pytest.raises(RuntimeError, match="local DP was not on"):
+        privacy_curve.point(10.0, [summary])
