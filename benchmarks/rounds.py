@@ -64,12 +64,13 @@ def code_version() -> str:
                           capture_output=True).stdout.strip() or "unknown"
 
 
-def parallel_clients() -> int:
-    """ClientApps Ray runs at once with flower.toml's [simulation] settings."""
+def parallel_clients() -> tuple[int, str]:
+    """ClientApps Ray runs at once with flower.toml's [simulation] settings, and where Ray runs
+    ("local" or the cluster's address), so that a row says which engine it timed."""
     from server_app.federations import load_flower_toml
 
     settings = load_flower_toml().simulation
-    return max(1, settings.ray_cpus // settings.client_cpus)
+    return max(1, settings.ray_cpus // settings.client_cpus), settings.ray_address or "local"
 
 
 def main() -> None:
@@ -84,13 +85,13 @@ def main() -> None:
     args = parser.parse_args()
     results = Path(tempfile.mkdtemp(prefix="gfmfr-bench-"))
     rows = []
-    workers = parallel_clients()
+    workers, ray = parallel_clients()
     print(f"{'strategy':<16} {'s/round':>8} {'round 1':>8} {'peak GB':>8} {'wall s':>7}  "
           f"per round: client CPU s (train, eval; {workers} ClientApps in parallel), server s, "
           "rest = messaging")
     for strategy in args.strategies:
         row = run_one(args.federation, strategy, args.rounds, args.run_config, results)
-        row["client_apps"] = workers
+        row["client_apps"], row["ray"] = workers, ray
         row["measured"] = f"{time.strftime('%Y-%m-%d')} at {code_version()}"
         rows.append(row)
         train, evaluate = (row["client_cpu_s"].get(k, 0.0) for k in ("train-seconds",
