@@ -85,11 +85,11 @@ class RunHistory:
 
     def seconds_left(self, last_round: int, num_rounds: int) -> float | None:
         """Estimated seconds for rounds ``last_round + 1 .. num_rounds``: their count times the
-        mean wall time of the rounds so far; None when none is left or none was timed."""
-        times = [r.seconds for r in self.rounds.values() if r.seconds is not None]
-        if last_round >= num_rounds or not times:
+        mean training round so far; None when none is left or none was timed."""
+        per_round = self.seconds_per_round()
+        if last_round >= num_rounds or per_round is None:
             return None
-        return float(np.mean(times)) * (num_rounds - last_round)
+        return per_round * (num_rounds - last_round)
 
     def seconds_per_round(self) -> float | None:
         times = [r.seconds for r in self.rounds.values() if r.seconds is not None and r.trained]

@@ -27,8 +27,8 @@ def test_encoding_progress_lines_give_items_rate_and_time_left(caplog):
 
 def test_time_left_is_the_mean_round_time_times_the_rounds_left():
     history = RunHistory()
-    history.rounds = {0: RoundRecord(0), 1: RoundRecord(1, seconds=4.0),
-                      2: RoundRecord(2, seconds=2.0)}
+    history.rounds = {0: RoundRecord(0, seconds=30.0), 1: RoundRecord(1, seconds=4.0, trained=5),
+                      2: RoundRecord(2, seconds=2.0, trained=5)}  # round 0 only evaluates
 
     assert history.seconds_left(2, 10) == pytest.approx(3.0 * 8)
     assert history.seconds_left(10, 10) is None
