@@ -27,6 +27,7 @@ from strategies.backbones.base import Backbone, Hyper
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
 from strategies.distillation import Teacher
+from strategies.grouping import change_summary
 from strategies.privacy import CLIP_NORM, add_noise, clip_update
 from strategies.records import from_record
 from strategies.registry import backbone_name, hyper
@@ -145,7 +146,7 @@ class Session:
         descriptor = None
         if self.cfg.strategy == "gfmfr":
             descriptor = ({n: arrays[n] for n in model.HEAD} if model.HEAD else
-                          {p.CHANGE_SUMMARY: change[model.ITEM_TABLE].sum(axis=0)})
+                          {p.CHANGE_SUMMARY: change_summary(change[model.ITEM_TABLE])})
         return secure_reply(change, trained, tables,
                             RecordDict({p.METRICS: MetricRecord(metrics)}), descriptor)
 

@@ -40,12 +40,18 @@ def describe_clients(uploads: dict[int, dict[str, np.ndarray]], names: tuple[str
     return users, z
 
 
+def change_summary(change: np.ndarray) -> np.ndarray:
+    """A client's grouping descriptor when its head stays private: the column sums of the change
+    it made to the item table (a d-vector along its private head's direction). Under secure
+    aggregation the client computes it, otherwise the server from the upload: the same sum."""
+    return change.sum(axis=0, dtype=np.float32)
+
+
 def table_change_summary(uploads: dict[int, dict[str, np.ndarray]], table: str,
                          sent: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """``(users, Z)`` for backbones whose head stays private: per user, the column sums of the
-    change the client made to the item table (a d-vector along its private head's direction)."""
+    """``(users, Z)``: every uploader's ``change_summary``."""
     users = sorted(uploads)
-    rows = [(uploads[u][table] - _rows(sent, uploads[u].get(table + ROWS))).sum(axis=0)
+    rows = [change_summary(uploads[u][table] - _rows(sent, uploads[u].get(table + ROWS)))
             for u in users]
     return users, np.asarray(rows, dtype=np.float32)
 
