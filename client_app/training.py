@@ -83,9 +83,11 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
             if hand:
                 with torch.no_grad():
                     logits, extra, saved = model.forward_saved(items, server_round)
-                    base = F.binary_cross_entropy_with_logits(logits, labels) + extra
+                    bce = F.binary_cross_entropy_with_logits(logits, labels)
+                    base = bce + extra
             else:
                 base, logits = model.loss(items, labels, server_round)
+                bce = None
             kd = probs = None
             if teacher is not None:
                 probs, entropy = teacher.batch(model, items)
@@ -93,8 +95,9 @@ def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
                 kd_value = kd.item()
                 # the BCE alone: FedRAP's regularisers can take the base loss below 0, and a
                 # negative ratio would push the student away from its teacher
-                bce = F.binary_cross_entropy_with_logits(logits.detach(), labels).item()
-                weight = kd_weight.value(bce, kd_value, server_round, num_rounds)
+                if bce is None:
+                    bce = F.binary_cross_entropy_with_logits(logits.detach(), labels)
+                weight = kd_weight.value(bce.item(), kd_value, server_round, num_rounds)
                 total_kd += kd_value
             if hand:
                 with torch.no_grad():
