@@ -39,13 +39,15 @@ def rounds_section(name: str, title: str) -> list[str]:
     rows = load(name)
     if rows is None:
         return [f"_Not measured yet: `python -m benchmarks.rounds ... --json docs/benchmarks/{name}`._"]
-    lines = ["| strategy | ClientApps | s/round | round 1 | client train CPU s | client eval CPU s | "
-             "server s | messaging s | peak memory GB | failed replies | measured |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| strategy | Ray | ClientApps | s/round | round 1 | client train CPU s | "
+             "client eval CPU s | server s | messaging s | peak memory GB | failed replies | "
+             "measured |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         cpu = r.get("client_cpu_s", {})
-        # rows written before client_apps was recorded ran 2 (flower.toml's ray-cpus then)
-        lines.append(f"| `{r['strategy']}` | {r.get('client_apps', 2)} | "
+        # rows written before client_apps was recorded ran 2 (flower.toml's ray-cpus then), and
+        # before ray was recorded every row ran on this machine's own Ray
+        lines.append(f"| `{r['strategy']}` | {r.get('ray', 'local')} | {r.get('client_apps', 2)} | "
                      f"{r['seconds_per_round']:.2f} | "
                      f"{r['first_round_s']:.2f} | {cpu.get('train-seconds', 0):.1f} | "
                      f"{cpu.get('eval-seconds', 0):.1f} | "
@@ -120,6 +122,27 @@ def privacy_section() -> list[str]:
         lines.append(f"| `{variant}` | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} "
                      f"| {r['users']} | {r['rounds']} | {eps} |")
     return lines
+
+
+def privacy_curve_section(name: str = "privacy-curve-ml-100k-mm.json") -> list[str]:
+    stored = load(name)
+    if stored is None:
+        return [f"_Not measured yet: `python -m benchmarks.privacy_curve ... --json "
+                f"docs/benchmarks/{name}` (see docs/privacy.md)._"]
+    lines = [f"{stored['title']}; run config `{stored['run_config'] or 'defaults'}`; test metrics "
+             "at the best-validation round, mean ± std over seeds.", "",
+             "| ldp-epsilon (whole run) | epsilon per round | noise std per entry | HR@50 | "
+             "NDCG@50 | best rounds |", "| ---: | ---: | ---: | ---: | ---: | --- |"]
+    for p in stored["points"]:
+        noisy = p["epsilon"] is not None
+        lines.append(
+            f"| {p['epsilon']:g} | {p['epsilon per round']:.3g} | {p['noise scale']:.3g} | "
+            if noisy else "| none | - | - | ")
+        lines[-1] += (f"{p['HR@50']:.4f} ± {p['HR@50 std']:.4f} | {p['NDCG@50']:.4f} ± "
+                      f"{p['NDCG@50 std']:.4f} | {', '.join(str(r) for r in p['best_round'])} |")
+    for ref, value in stored["references"].items():
+        lines.append(f"| `{ref}` *non-federated* | - | - | {value:.4f} | - | - |")
+    return [*lines, "", f"![test HR@50 against ldp-epsilon](benchmarks/{Path(name).stem}.png)"]
 
 
 def results_section() -> list[str]:
@@ -202,6 +225,12 @@ def main() -> None:
             "`python -m benchmarks.rounds --federation ml-1m-mm --strategies fedrap gfmfr fcf pfedrec "
             "--rounds 3 --json docs/benchmarks/rounds-ml-1m-mm.json`", "",
             *rounds_section("rounds-ml-1m-mm.json", "ml-1m-mm (6,040 clients, 3,706 items)"),
+            "The same ml-1m-mm rounds on a 2-node Ray cluster on this machine (head 2 CPUs + "
+            "worker 1 CPU, so the same 3 ClientApps; commands in performance.md, \"Plan for "
+            "100,000 users\"). Peak memory there covers the driver side only: the raylets and "
+            "ClientApp workers are children of `ray start`.", "",
+            *rounds_section("rounds-ml-1m-mm-cluster.json",
+                            "ml-1m-mm on a 2-node loopback Ray cluster"),
             "Both tables were measured with Flower's in-memory LinkState indexed by destination "
             "node (`server_app/linkstate_index.py`); with Flower's own scan of every stored "
             "message per node, the same rounds took 6.1-9.6 s (ml-100k-mm: FCF to GFMFR) and "
@@ -244,6 +273,13 @@ def main() -> None:
             "docs/benchmarks/attack-ml-100k-mm.json`: an honest-but-curious server's guess of every "
             "user's training items from its uploads (docs/privacy.md); a random guess of the same "
             "size scores about 0.06.", "", *privacy_section(), "",
+            "### Accuracy against the local-DP budget", "",
+            "`python -m benchmarks.privacy_curve --federation ml-100k-mm --strategy pfedrec "
+            "--epsilons 10 100 1000 --seeds 0 1 2 --out /tmp/exp/privacy-curve --json "
+            "docs/benchmarks/privacy-curve-ml-100k-mm.json --plot "
+            "docs/benchmarks/privacy-curve-ml-100k-mm.png`: real 50-round runs with Gaussian "
+            "local DP (`ldp-clip=1`, `ldp-delta=1e-5`, every upload a whole noised table).", "",
+            *privacy_curve_section(), "",
             "## Accuracy", "",
             "Tables under `docs/results/<dataset>-recipe*` use the current training recipe "
             "(docs/training-recipe.md); every other table was run with the spec's SGD recipe "
