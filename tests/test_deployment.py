@@ -211,3 +211,44 @@ def test_a_self_registered_key_cannot_take_a_users_slot(tls_deployment):
     newest = max((tmp_path / "results").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
     assert json.loads(newest.read_text())["rounds"][-1]["trained"] == USERS
     assert "Receiving: train" not in (tmp_path / "rogue.log").read_text(errors="replace")
+
+
+def _processes_of(fed: fz.Federation, state: deploy.Deployment) -> list[str]:
+    """Command lines of live processes that belong to the deployment: its SuperLink's address,
+    a SuperNode's ClientApp API port, or a path under its folder."""
+    marks = [fed.address, str(state.folder), *(f"127.0.0.1:{n.port}" for n in state.nodes)]
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(mark in cmdline for mark in marks):
+            found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="reads processes from /proc")
+def test_superlink_crash_then_restart_then_down_leaves_no_process(flwr_env, tmp_path):
+    """Issue 26: the SuperLink dies; `deploy restart` of a node is refused with the recovery
+    commands (it once started another SuperNode copy on each try) and `deploy down` then stops
+    every process of the deployment, ClientApps included."""
+    fed = flower_toml(tmp_path, tls=False, run_config=SMALL)
+    toml = tmp_path / "flower.toml"
+    with deployed(fed, toml) as state:
+        assert _processes_of(fed, state)  # the check sees the running deployment
+        os.killpg(state.superlink_pid, signal.SIGKILL)
+        wait_for(lambda: not deploy._is_flower(state.superlink_pid), 30, "the SuperLink to die")
+        restart = subprocess.run([sys.executable, "-m", "server_app.cli", "deploy", "restart",
+                                  "d", "1", "--flower-toml", str(toml)], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=120)
+        assert restart.returncode != 0
+        assert "is not running" in restart.stderr and "gfmfr deploy up d" in restart.stderr
+        assert [n.pid for n in deploy.Deployment.load(fed.run_dir).nodes] == \
+            [n.pid for n in state.nodes]  # no new copy recorded (or started)
+    deadline = time.monotonic() + 20  # a killed group's last children may take a moment
+    while (left := _processes_of(fed, state)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, left
