@@ -139,6 +139,9 @@ class Session:
         outer products with the embeddings (known to the server) of the items trained (a
         precaution: docs/privacy.md)."""
         arrays = self._private_shared(model)
+        if self.cfg.update_clip > 0:  # the server cannot clip a masked update: the client does
+            arrays = clip_update(arrays, {k: self.received[k] for k in arrays},
+                                 self.cfg.update_clip)
         change = {k: v.astype(np.float32) - self.received[k].astype(np.float32)
                   for k, v in arrays.items()}
         tables = tuple(t for t in model.ITEM_TABLES if t in model.SHARED)

@@ -73,6 +73,19 @@ def test_secure_sum_gives_the_plain_model(tmp_path, strategy):
         assert len(masked) == 3  # weight, table change, trained-row indicator
 
 
+def test_update_clip_gives_the_plain_model_under_secure_aggregation(tmp_path):
+    """The server cannot clip a masked update, so each client clips its own before masking: the
+    model is the one plain aggregation with server-side clipping gives."""
+    clip = {"update-clip": 0.05}
+    unclipped = run_inprocess(config(tmp_path / "unclipped"), USERS)[1].final_shared
+    plain = run_inprocess(config(tmp_path / "plain", **clip), USERS)[1].final_shared
+    secure = run_inprocess(config(tmp_path / "secure", **clip, **{"secure-aggregation": True}),
+                           USERS)[1].final_shared
+    assert max(np.abs(plain[k] - unclipped[k]).max() for k in plain) > 1e-3  # the clip binds
+    for name, value in plain.items():
+        assert np.abs(secure[name] - value).max() < 1e-4, name
+
+
 def test_clients_dropping_out_mid_protocol_are_recovered(tmp_path):
     """Round 2: two clients crash after the key exchange, before sending their update (their
     pairwise masks are rebuilt from their neighbours' shares); round 3: one client crashes when
