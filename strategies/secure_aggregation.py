@@ -34,7 +34,6 @@ from typing import cast
 import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.common import bytes_to_ndarray
-from flwr.common.secure_aggregation.crypto.shamir import combine_shares
 from flwr.common.secure_aggregation.crypto.symmetric_encryption import generate_shared_key
 from flwr.common.secure_aggregation.ndarrays_arithmetic import (
     factor_extract,
@@ -47,6 +46,8 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
 from flwr.serverapp import Grid
 from flwr.supercore.primitives.asymmetric import bytes_to_private_key, bytes_to_public_key
+
+from strategies.shamir import combine_shares
 
 CONFIGS = RECORD_KEY_CONFIGS  # the record the SecAgg+ client reads and writes
 MIN_COHORT = 3  # fewer trainers would let the server subtract one user's update from a sum
