@@ -106,21 +106,26 @@ def test_mlp_lr_is_for_shared_dense_layers_only():
 
 
 @pytest.mark.parametrize("name", ["ncf", "fedrap"])
-def test_factorized_mlp_starts_as_a_product_of_user_and_item(name):
-    """With the noise off, the MLP is sum_k |x_k + y_k| - |x_k - y_k| over the first d/4 dims:
-    it grows with the agreement of user and item, as a dot product does."""
+@pytest.mark.parametrize("hidden", [0, 32])
+def test_factorized_mlp_starts_as_a_product_of_user_and_item(name, hidden):
+    """With the noise off, the MLP is sum_k |x_k + y_k| - |x_k - y_k| over the first
+    hidden/4 dims (every dim at hidden = 4 d): it grows with the agreement of user and item, as a
+    dot product does."""
     from strategies.backbones.models import factorized_mlp
 
     d = 8
-    model = build_backbone(name, N_ITEMS, Hyper(dim=d), seed=0)
+    model = build_backbone(name, N_ITEMS, Hyper(dim=d, mlp_hidden=hidden), seed=0)
+    assert model.W1.shape == (hidden or d, 2 * d) and model.w.shape == (hidden or d,)
     with torch.no_grad():
         for param, value in zip((model.W1, model.b1, model.w, model.b),
-                                factorized_mlp(torch.Generator().manual_seed(0), d, noise=0.0),
+                                factorized_mlp(torch.Generator().manual_seed(0), d, hidden or d,
+                                               noise=0.0),
                                 strict=True):
             param.copy_(value)
         model.e_u.copy_(torch.randn(d))
     v = torch.randn(5, d)
-    x, k = model.e_u[: d // 4], d // 4
+    k = min(d, (hidden or d) // 4)
+    x = model.e_u[:k]
     expected = ((x + v[:, :k]).abs() - (x - v[:, :k]).abs()).sum(1)
     torch.testing.assert_close(model.mlp(v), expected)
     aligned = torch.zeros(1, d)

@@ -17,12 +17,13 @@ from torch.nn import functional as F
 from strategies.backbones.base import Backbone, Hyper, fedrap_ramp, init_linear, init_normal
 
 
-def factorized_mlp(generator: torch.Generator, d: int, noise: float = 0.01
+def factorized_mlp(generator: torch.Generator, d: int, hidden: int, noise: float = 0.01
                    ) -> tuple[nn.Parameter, ...]:
     """``W1, b1, w, b`` of an MLP ``w . relu(W1 [x ; y] + b1) + b`` that starts as a
     factorisation: hidden units in fours compute ``|x_k + y_k| - |x_k - y_k|`` (= 2 sign(x_k y_k)
-    min(|x_k|, |y_k|), a product in all but scale) for the first ``d // 4`` dimensions, plus
-    small noise elsewhere so the other dimensions and units can still learn.
+    min(|x_k|, |y_k|), a product in all but scale) for the first ``min(d, hidden // 4)``
+    dimensions, plus small noise elsewhere so the other dimensions and units can still learn
+    (``hidden = 4 d`` covers every dimension).
 
     Why: under federation each client fits PyTorch's random MLP to its own user, and the average
     of those fits never learns to let the private ``e_u`` matter: FedNCF and the FedRAP variant
@@ -30,12 +31,12 @@ def factorized_mlp(generator: torch.Generator, d: int, noise: float = 0.01
     rates. Started as a factorisation, the user vector personalises from round one
     (docs/training-recipe.md).
     """
-    W1 = torch.randn(d, 2 * d, generator=generator) * noise
-    w = torch.zeros(d)
-    for k in range(d // 4):
+    W1 = torch.randn(hidden, 2 * d, generator=generator) * noise
+    w = torch.zeros(hidden)
+    for k in range(min(d, hidden // 4)):
         for j, (user, item, out) in enumerate(((1, 1, 1), (-1, -1, 1), (1, -1, -1), (-1, 1, -1))):
             W1[4 * k + j, k], W1[4 * k + j, d + k], w[4 * k + j] = user, item, out
-    return nn.Parameter(W1), nn.Parameter(torch.zeros(d)), nn.Parameter(w), \
+    return nn.Parameter(W1), nn.Parameter(torch.zeros(hidden)), nn.Parameter(w), \
         nn.Parameter(torch.zeros(1))
 
 
@@ -52,14 +53,14 @@ class NCF(Backbone):
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
         super().__init__(n_items, hyper)
-        d = hyper.dim
+        d, hidden = hyper.dim, hyper.mlp_hidden or hyper.dim
         setattr(self, self.ITEM_TABLE, init_normal(generator, n_items, d))
         if hyper.mlp_init == "factorized":
-            self.W1, self.b1, self.w, self.b = factorized_mlp(generator, d)
+            self.W1, self.b1, self.w, self.b = factorized_mlp(generator, d, hidden)
         else:
-            self.W1 = init_linear(generator, 2 * d, d, 2 * d)
-            self.b1 = init_linear(generator, 2 * d, d)
-            self.w = init_linear(generator, d, d)
+            self.W1 = init_linear(generator, 2 * d, hidden, 2 * d)
+            self.b1 = init_linear(generator, 2 * d, hidden)
+            self.w = init_linear(generator, hidden, hidden)
             self.b = init_linear(generator, d, 1)
         self.e_u = init_normal(generator, d)
 
