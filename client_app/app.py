@@ -13,18 +13,20 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from client_app import secure
-from client_app.session import Session
-from client_app.state import save_private
-from client_app.training import evaluate as evaluate_model
-from client_app.training import train_local
 from strategies import protocol as p
 from strategies.records import to_record
 
+# The model code (torch, the dataset, GFMFR's fusion) is imported inside the handlers: in a
+# deployment every message starts a fresh ClientApp process, and the three SecAgg+ key and unmask
+# exchanges of a secure round are answered by Flower's mod alone, so they skip that import
+# (seconds per message, the bulk of a small secure round).
 app = ClientApp(mods=[secure.secure_aggregation_mod])
 
 
 @app.query("info")
 def info(msg: Message, context: Context) -> Message:
+    from client_app.session import Session
+
     session = Session.open(context)
     record = MetricRecord({p.USER_ID: session.user, "num-users": session.split.n_users,
                            "num-partitions": int(context.node_config.get("num-partitions", 0))})
@@ -33,6 +35,11 @@ def info(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    from client_app.session import Session
+    from client_app.state import save_private
+    from client_app.training import evaluate as evaluate_model
+    from client_app.training import train_local
+
     session = Session.open(context)
     model = session.model(msg.content)
     config = msg.content[p.CONFIG]
@@ -63,6 +70,9 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
+    from client_app.session import Session
+    from client_app.training import evaluate as evaluate_model
+
     session = Session.open(context)
     model = session.model(msg.content)
     tic = time.perf_counter()

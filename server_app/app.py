@@ -13,6 +13,7 @@ import torch
 from flwr.app import Context
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
+from flwr.superlink.grid import InMemoryGrid
 
 from datasets.registry import load_dataset
 from server_app import linkstate_index
@@ -46,6 +47,10 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     template = build_backbone(backbone, dataset.n_items, hyper(cfg), cfg.seed)
     users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
                           cfg.node_wait, cfg.round_timeout, load_registry(cfg.node_registry))
+    cfg = cfg.resolve_secure_aggregation(simulated(grid), len(users))
+    log(INFO, "secure aggregation (SecAgg+): %s", "on" if cfg.secure else
+        "off (a simulation: one machine holds every user's data; secure-aggregation=true to "
+        "measure it)" if simulated(grid) else "off")
     with encoder_progress_in_log():  # GFMFR encodes item content here, once
         strategy = spec.strategy.for_run(cfg, template, dataset, users)
     budget = cfg.ldp_budget()
@@ -95,6 +100,12 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     except OSError as error:
         raise ValueError(f"cannot write results to {run_dir} ({error.strerror or error}); set "
                          "results-dir to a folder you can write to.") from None
+
+
+def simulated(grid: Grid) -> bool:
+    """A simulation's grid (Flower's Ray engine, or the in-process one): every user's data is on
+    this machine. A deployment's grid talks to SuperNodes on users' own devices."""
+    return isinstance(grid, InMemoryGrid) or getattr(grid, "SIMULATED", False)
 
 
 def seed_everything(seed: int) -> None:

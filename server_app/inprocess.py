@@ -41,6 +41,8 @@ def _roundtrip(content: RecordDict) -> tuple[RecordDict, int]:
 
 
 class InProcessGrid(Grid):
+    SIMULATED = True  # every node's data is in this process (server_app.app.simulated)
+
     def __init__(self, client_app: ClientApp, n_nodes: int, run_config: dict[str, Any],
                  state_dirs: Path | None = None, fault: Fault | None = None, seed: int = 0,
                  record: bool = True):

@@ -11,11 +11,12 @@ import math
 import os
 import shlex
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from datasets.synthetic import SyntheticSpec
+from strategies.secure_aggregation import MIN_COHORT
 
 
 def _key(name: str) -> str:
@@ -61,7 +62,9 @@ class RunConfig:
     wire_dtype: str = "float32"  # float32 | float16: precision of shared parameters on the wire
     upload_rows: str = "auto"  # auto | true | false: upload only the item-table rows trained
     # robustness and privacy
-    secure_aggregation: bool = False  # SecAgg+: the server sees sums of updates, never one
+    # SecAgg+: the server sees sums of updates, never one; auto = on in a deployment, off in a
+    # simulation (resolved by the ServerApp: RunConfig.resolve_secure_aggregation)
+    secure_aggregation: str = "auto"  # auto | true | false
     update_norm_limit: float = 1e4  # server rejects updates whose L2 norm exceeds this
     update_clip: float = 0.0  # server clips updates to this L2 norm (0 = off)
     ldp_epsilon: float = 0.0  # local DP budget over the whole run; the noise follows (0 = off)
@@ -78,6 +81,7 @@ class RunConfig:
     personal_lr: float = 0.0001  # learning rate of private item tables (FedRAP's D_u)
     mlp_lr: float = 0.001  # learning rate of NCF's shared MLP (FedNCF, FedRAP); 0 = lr
     mlp_init: str = "factorized"  # factorized | random (PyTorch's): how NCF's MLP starts
+    mlp_hidden: int = 0  # hidden units of NCF's MLP (FedNCF, FedRAP); 0 = latent-dim
     lr_decay_to: float = 0.1  # local rates in the last round as a share of round 1's (cosine)
     weight_decay: float = 0.0
     item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
@@ -144,6 +148,7 @@ class RunConfig:
             (self.weight_decay >= 0, "weight-decay must be >= 0"),
             (self.neg_per_pos >= 0, "neg-per-pos must be >= 0"),
             (self.latent_dim >= 1, "latent-dim must be >= 1"),
+            (self.mlp_hidden >= 0, "mlp-hidden must be >= 0 (0 = latent-dim)"),
             (self.min_nodes >= 0, "min-nodes must be >= 0"),
             (self.round_timeout > 0, "round-timeout must be > 0"),
             (self.min_replies >= 1, "min-replies must be >= 1"),
@@ -164,6 +169,7 @@ class RunConfig:
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
             ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
             ("upload-rows", self.upload_rows.lower(), ("auto", "true", "false")),
+            ("secure-aggregation", self.secure_aggregation.lower(), ("auto", "true", "false")),
         ]
         for key, value, allowed in choices:
             if value not in allowed:
@@ -236,8 +242,8 @@ class RunConfig:
         return None
 
     # --- derived values ------------------------------------------------------------------------
-    IDENTITY = ("dataset", "strategy", "backbone", "seed", "latent_dim", "mlp_init", "cold_items",
-                "num_groups", "fusion", "text_encoder", "image_encoder", "clip_model",
+    IDENTITY = ("dataset", "strategy", "backbone", "seed", "latent_dim", "mlp_init", "mlp_hidden",
+                "cold_items", "num_groups", "fusion", "text_encoder", "image_encoder", "clip_model",
                 "clip_pretrained", "synthetic_users", "synthetic_items", "synthetic_tastes",
                 "synthetic_interactions", "client_state_dir")
 
@@ -245,6 +251,21 @@ class RunConfig:
         """The keys that shape the model, the data or where private state lives: a checkpoint
         only continues under the same values."""
         return {_key(name): getattr(self, name) for name in self.IDENTITY}
+
+    @property
+    def secure(self) -> bool:
+        """SecAgg+ on this run (``auto`` counts as off until the ServerApp resolves it)."""
+        return self.secure_aggregation.lower() == "true"
+
+    def resolve_secure_aggregation(self, simulated: bool, users: int) -> RunConfig:
+        """``auto`` made definite: on in a deployment, where each user's data is on their own
+        device and the uploads are what the server could learn them from; off in a simulation,
+        where one machine holds every user's data anyway and SecAgg+ only costs time
+        (docs/privacy.md). Off, too, with fewer users than a secure sum needs."""
+        choice = self.secure_aggregation.lower()
+        if choice == "auto":
+            choice = "true" if not simulated and users >= MIN_COHORT else "false"
+        return replace(self, secure_aggregation=choice)
 
     @property
     def sends_rows(self) -> bool:

@@ -210,14 +210,18 @@ class FedRecStrategy(Strategy):
 
     def _start_secure_round(self, server_round: int, sampled: set[int], grid: Grid
                             ) -> SecAggPlusRound | None:
-        """Steps 0-1 of SecAgg+ with this round's trainers (None when it is off)."""
+        """Steps 0-1 of SecAgg+ with this round's trainers (None when it is off). With fewer
+        trainers than a secure sum needs, nobody trains (``sampled`` is emptied): the round counts
+        as one without updates, never as one that shows the server a single update."""
         self._secure = None
-        if not self.cfg.secure_aggregation:
+        if not self.cfg.secure:
             return None
         if len(sampled) < MIN_COHORT:
-            raise RunFailed(f"round {server_round}: {len(sampled)} clients sampled; secure "
-                            f"aggregation needs at least {MIN_COHORT} (raise fraction-train, or "
-                            "set secure-aggregation=false)")
+            log(WARNING, "round %d: %d clients sampled; secure aggregation needs at least %d, so "
+                "nobody trains this round (raise fraction-train, connect more nodes, or set "
+                "secure-aggregation=false)", server_round, len(sampled), MIN_COHORT)
+            sampled.clear()
+            return None
         tic = time.perf_counter()
         self._secure = SecAggPlusRound(grid, self.cohorts(sampled), server_round,
                                        self.cfg.round_timeout, self._rng.getrandbits(64))

@@ -137,10 +137,13 @@ class GFMFRStrategy(FedRecStrategy):
         targets = None
         if cohorts:  # secure aggregation: each group's mean table from its cohort's sum
             table, base = self.backbone.ITEM_TABLE, self.broadcast[self.backbone.ITEM_TABLE]
+            everyone = sum(n for n, _, _ in cohorts.values())
             targets = SecureTargets(
                 {k: (base + changes[table] / n).astype(np.float32)
                  for k, (n, changes, _) in cohorts.items() if k >= 0},
-                sum(trained[table] for _, _, trained in cohorts.values()) > 0)
+                sum(trained[table] for _, _, trained in cohorts.values()) > 0,
+                (base + sum(changes[table] for _, changes, _ in cohorts.values()) / everyone
+                 ).astype(np.float32))
         self.groups = advance(self.groups, uploads, self.broadcast, self.backbone, self.options,
                               targets)
         for k, payload in self.groups.payloads.items():  # never send a broken teacher

@@ -54,6 +54,9 @@ class SecureTargets:
 
     tables: dict[int, np.ndarray]  # group -> mean item table of its trainers
     trained: np.ndarray  # (n_items,) bool
+    # mean item table of every trainer: the target of a group too small to be summed alone
+    # (without it such a group's clients would never get a teacher)
+    overall: np.ndarray | None = None
 
 
 def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
@@ -76,12 +79,13 @@ def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
                             for k in groups])
         trained = _trained_rows(uploads.values(), table, base.shape[0])
     else:
-        groups = np.asarray(sorted(k for k in secure.tables if k in members or
-                                   options.teacher != "group-head"), dtype=np.int64)
+        own = {k for k in secure.tables if k in members or options.teacher != "group-head"}
+        fallback = set(members) - own if secure.overall is not None else set()
+        groups = np.asarray(sorted(own | fallback), dtype=np.int64)
         if groups.size == 0:  # no group summed alone yet (first round): no fusion targets
             return GroupState(state.trainer, assignment, dict(state.payloads), [],
                               {"grouping": grouping_seconds, "fusion": 0.0}, float("nan"))
-        targets = np.stack([secure.tables[k] for k in groups])
+        targets = np.stack([secure.tables[k] if k in own else secure.overall for k in groups])
         trained = secure.trained if secure.trained.any() else np.ones(base.shape[0], bool)
     losses = state.trainer.fit(groups, targets, options.fusion_epochs, trained)
     tables = state.trainer.tables(groups)  # Q_k

@@ -66,6 +66,40 @@ def test_server_recombination_gives_flowers_secrets():
             combine_shares(bad)
 
 
+def test_auto_is_on_in_deployments_and_off_in_simulations():
+    from flwr.superlink.grid.http_grid import HttpGrid
+
+    from server_app.app import simulated
+    from server_app.inprocess import InProcessGrid
+    from strategies.config import RunConfig
+
+    cfg = RunConfig.from_run_config({})
+    assert cfg.secure_aggregation == "auto" and not cfg.secure
+    assert cfg.resolve_secure_aggregation(simulated=False, users=943).secure
+    assert not cfg.resolve_secure_aggregation(simulated=True, users=943).secure
+    assert not cfg.resolve_secure_aggregation(simulated=False, users=2).secure  # too few to sum
+    forced = RunConfig.from_run_config({"secure-aggregation": True})
+    assert forced.resolve_secure_aggregation(simulated=True, users=943).secure
+    assert not simulated(HttpGrid("127.0.0.1:1", insecure=True, token="t"))  # a deployment's
+    assert simulated(InProcessGrid.__new__(InProcessGrid))
+    with pytest.raises(ValueError, match="secure-aggregation must be one of auto, true, false"):
+        RunConfig.from_run_config({"secure-aggregation": "sometimes"})
+
+
+def test_client_app_loads_without_the_model_code():
+    """A deployment starts a ClientApp process per message; the SecAgg+ key and unmask exchanges
+    must not pay for importing torch and the model code."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-c", "import sys, client_app.app; "
+                          "print(sorted({'torch', 'sklearn'} & set(sys.modules)))"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_vector_layout_round_trips():
     shapes = {"E": (5, 2), "w": (2,)}
     change = {"E": np.arange(10.0).reshape(5, 2), "w": np.ones(2)}
@@ -180,6 +214,19 @@ def test_gfmfr_sums_each_group_apart(tmp_path):
     descriptor = [r.content.config_records[p.DESCRIPTOR] for r in grid.replies_seen
                   if p.DESCRIPTOR in r.content.config_records]
     assert descriptor and set(descriptor[0]) == {"w", "b"}  # the head only, never W1
+
+
+def test_groups_too_small_to_sum_alone_still_get_a_teacher(tmp_path):
+    """4 users in 2 groups: no group has the 3 trainers a secure sum needs, so each is fitted to
+    the mean of every trainer; its clients still distil (the README's 3-node deployment)."""
+    users = 4
+    strategy = run_inprocess(inprocess_config(tmp_path, users, 60, 10, **{
+        "num-server-rounds": 3, "eval-every": 3, "strategy": "gfmfr", "num-groups": 2,
+        "secure-aggregation": True}), users)[1]
+    groups = set(strategy.groups.assignment.values())
+    assert len(groups) == 2 and groups <= set(strategy.groups.payloads)
+    assert all(-1 in c for c in [strategy._secure.cohorts])  # no group was summed alone
+    assert strategy.history.rounds[3].kd_loss is not None and strategy.history.rounds[3].kd_loss > 0
 
 
 def test_small_groups_are_never_summed_alone():

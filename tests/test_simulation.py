@@ -35,6 +35,7 @@ def test_synthetic_run_completes_and_writes_results(flwr_env, tmp_path: Path):
     assert sorted(rounds) == [0, 1, 2, 3] and rounds[3]["trained"] == 60
     assert rounds[0]["evaluated_users"] == 60 and rounds[3]["val"] is not None
     assert (results / "t" / "rounds.csv").read_text().startswith("round,seconds")
+    assert summary["config"]["secure-aggregation"] == "false"  # auto: off in a simulation
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
