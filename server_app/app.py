@@ -47,10 +47,13 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     template = build_backbone(backbone, dataset.n_items, hyper(cfg), cfg.seed)
     users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
                           cfg.node_wait, cfg.round_timeout, load_registry(cfg.node_registry))
-    cfg = cfg.resolve_secure_aggregation(simulated(grid), len(users))
-    log(INFO, "secure aggregation (SecAgg+): %s", "on" if cfg.secure else
-        "off (a simulation: one machine holds every user's data; secure-aggregation=true to "
-        "measure it)" if simulated(grid) else "off")
+    in_simulation = simulated(grid)
+    cfg = cfg.resolve_secure_aggregation(in_simulation, len(users))
+    if cfg.secure:
+        log(INFO, "secure aggregation (SecAgg+): on")
+    else:
+        log(INFO, "secure aggregation (SecAgg+): off%s", " (a simulation: one machine holds every "
+            "user's data; secure-aggregation=true to measure it)" if in_simulation else "")
     with encoder_progress_in_log():  # GFMFR encodes item content here, once
         strategy = spec.strategy.for_run(cfg, template, dataset, users)
     budget = cfg.ldp_budget()
