@@ -24,11 +24,21 @@ from Crypto.Util.Padding import unpad
 _LOW = (1 << 128) - 1
 
 
-def gf_mul(a: int, b: int) -> int:
-    """``a * b`` in pycryptodome's GF(2^128): carry-less product by 4-bit windows, then reduced."""
+@functools.lru_cache(maxsize=1024)
+def _windows(a: int) -> tuple[int, ...]:
+    """``a`` times every 4-bit polynomial; cached, since ``a`` is a Lagrange weight reused per chunk."""
     table = [0] * 16
     for i in range(1, 16):
         table[i] = (table[i >> 1] << 1) ^ (a if i & 1 else 0)
+    return tuple(table)
+
+
+def gf_mul(a: int, b: int) -> int:
+    """``a * b`` in pycryptodome's GF(2^128): carry-less product by 4-bit windows, then reduced.
+
+    Put the operand that repeats first: its window table is cached.
+    """
+    table = _windows(a)
     z, shift = 0, 0
     while b:
         z ^= table[b & 15] << shift
@@ -68,7 +78,7 @@ def combine_shares(share_list: list[bytes]) -> bytes:
     for start in range(4, len(share_list[0]), 16):
         value = 0
         for share, weight in zip(share_list, weights, strict=True):
-            value ^= gf_mul(int.from_bytes(share[start:start + 16], "big"), weight)
+            value ^= gf_mul(weight, int.from_bytes(share[start:start + 16], "big"))
         secret += value.to_bytes(16, "big")
     try:
         return unpad(bytes(secret), 16)
