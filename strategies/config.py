@@ -82,6 +82,7 @@ class RunConfig:
     mlp_lr: float = 0.001  # learning rate of NCF's shared MLP (FedNCF, FedRAP); 0 = lr
     mlp_init: str = "factorized"  # factorized | random (PyTorch's): how NCF's MLP starts
     mlp_hidden: int = 0  # hidden units of NCF's MLP (FedNCF, FedRAP); 0 = latent-dim
+    item_bias: bool = False  # MF (FCF): the item table's last column is a per-item bias
     lr_decay_to: float = 0.1  # local rates in the last round as a share of round 1's (cosine)
     weight_decay: float = 0.0
     item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
@@ -243,7 +244,7 @@ class RunConfig:
 
     # --- derived values ------------------------------------------------------------------------
     IDENTITY = ("dataset", "strategy", "backbone", "seed", "latent_dim", "mlp_init", "mlp_hidden",
-                "cold_items", "num_groups", "fusion", "text_encoder", "image_encoder", "clip_model",
+                "item_bias", "cold_items", "num_groups", "fusion", "text_encoder", "image_encoder", "clip_model",
                 "clip_pretrained", "synthetic_users", "synthetic_items", "synthetic_tastes",
                 "synthetic_interactions", "client_state_dir")
 

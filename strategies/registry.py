@@ -62,6 +62,6 @@ def backbone_name(cfg: RunConfig) -> str:
 
 def hyper(cfg: RunConfig) -> Hyper:
     return Hyper(dim=cfg.latent_dim, **cfg.learning_rates, mlp_init=cfg.mlp_init,
-                 mlp_hidden=cfg.mlp_hidden,
+                 mlp_hidden=cfg.mlp_hidden, item_bias=cfg.item_bias,
                  weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
                  reg_bug=cfg.fedrap_reg_bug)

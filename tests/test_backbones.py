@@ -18,9 +18,10 @@ from strategies.distillation import kd_loss, student_dlogits
 N_ITEMS, DIM = 12, 4
 
 
-@pytest.fixture(params=sorted(BACKBONES))
+@pytest.fixture(params=[*sorted(BACKBONES), "mf+item-bias"])
 def model(request):
-    return build_backbone(request.param, N_ITEMS, Hyper(dim=DIM), seed=0)
+    name, _, bias = request.param.partition("+")
+    return build_backbone(name, N_ITEMS, Hyper(dim=DIM, item_bias=bool(bias)), seed=0)
 
 
 def test_split_covers_every_parameter_once(model):
@@ -133,6 +134,21 @@ def test_factorized_mlp_starts_as_a_product_of_user_and_item(name, hidden):
     assert model.mlp(aligned) > model.mlp(-aligned)
 
 
+def test_item_bias_is_the_last_item_column_in_every_users_score():
+    """MF with item-bias: ``e_u[:-1] . E[i, :-1] + E[i, -1]``; it starts at 0 and learns
+    popularity: an item every user likes rises above the others for a user who never saw it."""
+    model = build_backbone("mf", N_ITEMS, Hyper(dim=DIM, item_bias=True), seed=0)
+    assert torch.all(model.E[:, -1] == 0)
+    items = torch.arange(N_ITEMS)
+    with torch.no_grad():
+        model.E[:, -1] = torch.linspace(-1, 1, N_ITEMS)
+        expected = model.E[:, :-1] @ model.e_u[:-1] + model.E[:, -1]
+    torch.testing.assert_close(model.logits(items), expected)
+    with torch.no_grad():
+        model.e_u.mul_(0)
+    assert torch.argmax(model.logits(items)) == N_ITEMS - 1
+
+
 def test_random_mlp_init_is_pytorch_default():
     model = build_backbone("ncf", N_ITEMS, Hyper(dim=DIM, mlp_init="random"), seed=0)
     bound = 1 / np.sqrt(2 * DIM)
@@ -205,7 +221,8 @@ def test_hand_step_is_the_autograd_step(model, optimizer):
     without = first_step(optimizer, rate[id(getattr(model, table))], grads[table], before[table],
                          0.0)
     untouched = torch.ones(N_ITEMS, dtype=torch.bool).index_fill_(0, items, False)
-    assert (getattr(model, table).detach() - without)[untouched].abs().min() > 1e-4
+    # (per row: MF's bias column starts at 0, where decay has nothing to move)
+    assert (getattr(model, table).detach() - without)[untouched].abs().amax(1).min() > 1e-4
 
 
 def test_a_subclass_that_changes_the_loss_trains_with_autograd():

@@ -29,6 +29,7 @@ class Hyper:
     mlp_lr: float = 0.001  # (mlp-lr) learning rate of a shared MLP and head (NCF's)
     mlp_init: str = "factorized"  # (mlp-init) factorized | random: how NCF's MLP starts
     mlp_hidden: int = 0  # (mlp-hidden) hidden units of NCF's MLP; 0 = dim
+    item_bias: bool = False  # (item-bias) MF's last item-table column is a per-item bias
     weight_decay: float = 0.0  # (weight-decay)
     optimizer: str = "adam"  # (optimizer) adam | sgd
     reg_bug: bool = False  # (fedrap-reg-bug) reproduce the reference code's zeroed regularisers

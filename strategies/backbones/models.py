@@ -241,7 +241,13 @@ class PFedRec(Backbone):
 
 
 class MF(Backbone):
-    """FCF (federated matrix factorisation): ``y = s(e_u . E[i])``; ``e_u`` private, ``E`` shared."""
+    """FCF (federated matrix factorisation): ``y = s(e_u . E[i])``; ``e_u`` private, ``E`` shared.
+
+    With ``item-bias`` the last column of ``E`` is the item's bias, ``y = s(e_u[:-1] . E[i, :-1] +
+    E[i, -1])`` (``e_u[-1]`` unused): a dot product has no constant, so without it every user
+    vector must learn the popularity direction on its own; PFedRec's and NCF's heads can already
+    express one. Kept inside ``E`` so uploads, aggregation and GFMFR's fused tables stay ``d`` wide.
+    """
 
     SHARED = ("E",)
     PRIVATE = ("e_u",)
@@ -253,18 +259,31 @@ class MF(Backbone):
         super().__init__(n_items, hyper)
         self.E = init_normal(generator, n_items, hyper.dim)
         self.e_u = init_normal(generator, hyper.dim)
+        self.bias = hyper.item_bias
+        if self.bias:
+            with torch.no_grad():
+                self.E[:, -1] = 0.0
+                self.e_u[-1] = 0.0
 
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if self.bias:
+            return torch.addmv(rows[:, -1], rows[:, :-1], self.e_u[:-1])
         return rows @ self.e_u
 
     def forward_saved(self, items: torch.Tensor, server_round: int
                       ) -> tuple[torch.Tensor, float, tuple]:
         rows = F.embedding(items, self.E)
-        return rows @ self.e_u, 0.0, (rows,)
+        return self.score(items, rows), 0.0, (rows,)
 
     def grads(self, saved: tuple, dlogits: torch.Tensor, server_round: int
               ) -> dict[str, torch.Tensor]:
-        return {"e_u": saved[0].t() @ dlogits, "E": torch.outer(dlogits, self.e_u)}
+        rows = saved[0]
+        if not self.bias:
+            return {"e_u": rows.t() @ dlogits, "E": torch.outer(dlogits, self.e_u)}
+        user = torch.cat((self.e_u[:-1], torch.ones(1, dtype=self.e_u.dtype)))
+        de_u = rows.t() @ dlogits
+        de_u[-1] = 0.0
+        return {"e_u": de_u, "E": torch.outer(dlogits, user)}
 
 
 def linear_head_grads(v: torch.Tensor, dlogits: torch.Tensor, w: torch.Tensor
