@@ -95,13 +95,13 @@ def _checkpoint(tmp: Path, **made_with) -> Path:
     return path
 
 
-def _resume(tmp: Path, made_with: dict, now: dict) -> str:
+def _resume(tmp: Path, made_with: dict, now: dict, simulated: bool = False) -> str:
     from strategies.config import RunConfig
     from strategies.fedrec import FedRecStrategy
 
     path = _checkpoint(tmp, **made_with)
     cfg = RunConfig.from_run_config({"resume": True, "run-name": "r", **made_with, **now})
-    FedRecStrategy.check_resumable(path, cfg)
+    FedRecStrategy.check_resumable(path, cfg, simulated)
     return "resumes"
 
 
@@ -300,6 +300,8 @@ PROBES: tuple[Probe, ...] = (
     Probe("`resume=true` without the `client-state-dir` the run kept private state in", STOPS,
            lambda tmp: _resume(tmp, {"client-state-dir": "/clients"}, {"client-state-dir": ""}),
            "1.2"),
+    Probe("`resume=true` of a simulated run that kept private state in memory only", STOPS,
+          lambda tmp: _resume(tmp, {}, {}, simulated=True), "1.2"),
     Probe("`resume=true` with the same config", CONTINUES,
            lambda tmp: _resume(tmp, {"seed": 3}, {}), "1.2"),
     Probe("a new run with the `run-name` of an unfinished run (no `resume=true`)", STOPS,

@@ -42,12 +42,12 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     spec.strategy.check(cfg, dataset)
     run_dir = Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone)
     check_run_dir(run_dir, cfg.resume)  # before nodes connect and features are encoded
+    in_simulation = simulated(grid)
     if cfg.resume:
-        FedRecStrategy.check_resumable(run_dir / "checkpoint.npz", cfg)
+        FedRecStrategy.check_resumable(run_dir / "checkpoint.npz", cfg, in_simulation)
     template = build_backbone(backbone, dataset.n_items, hyper(cfg), cfg.seed)
     users = connect_nodes(grid, dataset.n_users, cfg.dataset, cfg.min_nodes or dataset.n_users,
                           cfg.node_wait, cfg.round_timeout, load_registry(cfg.node_registry))
-    in_simulation = simulated(grid)
     cfg = cfg.resolve_secure_aggregation(in_simulation, len(users))
     if cfg.secure:
         log(INFO, "secure aggregation (SecAgg+): on")

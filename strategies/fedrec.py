@@ -129,14 +129,25 @@ class FedRecStrategy(Strategy):
                         {**meta, "round": server_round, "identity": self.cfg.identity()})
 
     @staticmethod
-    def check_resumable(path: Path, cfg: RunConfig) -> dict:
+    def check_resumable(path: Path, cfg: RunConfig, simulated: bool = False) -> dict:
         """The checkpoint's meta, if ``cfg`` may continue it (call before anything trains).
 
         Refuses a run config that differs from the checkpoint's in anything that shapes the
-        model or the data (it would continue a different experiment), and one that drops the
-        client-state-dir the checkpointed run kept users' private parameters in."""
+        model or the data (it would continue a different experiment), one that drops the
+        client-state-dir the checkpointed run kept users' private parameters in, and, in a
+        simulation, a run that kept them in memory only: its users would restart from the
+        initial model under a trained shared model (validation HR@50 fell from 0.32 to 0.23 on
+        such a resume), which is not the run continued. A deployment's SuperNodes keep them in
+        their own ``state-dir``."""
         _, meta = load_checkpoint(path)
         stored, now = meta.get("identity", {}), cfg.identity()
+        if simulated and not stored.get("client-state-dir"):
+            raise ValueError(f"cannot resume {path.parent.name}: it ran without client-state-dir, "
+                             "so its users' private parameters lived only in the simulation's "
+                             "memory and are gone; resumed, every user would restart from the "
+                             "initial model under the trained shared model. Start it again "
+                             f"(delete {path.parent} or choose another run-name), and set "
+                             "client-state-dir on runs you may want to resume.")
         differ = {k: (v, now[k]) for k, v in stored.items()
                   if k in now and k != "client-state-dir" and now[k] != v}
         if differ:
@@ -153,7 +164,6 @@ class FedRecStrategy(Strategy):
 
     def resume(self) -> tuple[int, dict[str, np.ndarray]]:
         """Load the checkpoint: returns (last completed round, the global shared parts)."""
-        self.check_resumable(self.checkpoint_path, self.cfg)
         arrays, meta = load_checkpoint(self.checkpoint_path)
         self.restore(arrays, meta)
         self.round_offset = int(meta["round"])

@@ -135,6 +135,19 @@ def test_resume_refuses_what_would_continue_a_different_run(tmp_path):
         run_inprocess(config(tmp_path, **extra, resume=True), USERS)
 
 
+def test_a_simulated_run_without_client_state_dir_cannot_be_resumed(tmp_path):
+    """Its users' private parameters were in memory only: a resume would restart every user from
+    the initial model under the trained shared model and report that as the run's result."""
+    def crash(node, received, reply):
+        if received.metadata.message_type == "train" and round_of(received) == 3:
+            raise ServerCrash
+
+    with pytest.raises(ServerCrash):
+        run_inprocess(config(tmp_path, **{"run-name": "r"}), USERS, fault=crash)
+    with pytest.raises(ValueError, match="lived only in the simulation's memory"):
+        run_inprocess(config(tmp_path, **{"run-name": "r", "resume": True}), USERS)
+
+
 def test_an_explicit_data_dir_wins_over_the_environment(tmp_path, monkeypatch):
     from strategies.config import RunConfig
 
