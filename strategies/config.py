@@ -78,6 +78,7 @@ class RunConfig:
     optimizer: str = "adam"  # adam | sgd: the local optimiser (fresh every round)
     lr: float = 0.01
     item_lr: float = 0.0  # learning rate of the shared item tables; 0 = lr
+    user_lr: float = 0.0  # learning rate of the private user embedding (FCF, FedNCF, FedRAP); 0 = lr
     personal_lr: float = 0.0001  # learning rate of private item tables (FedRAP's D_u)
     mlp_lr: float = 0.001  # learning rate of NCF's shared MLP (FedNCF, FedRAP); 0 = lr
     mlp_init: str = "factorized"  # factorized | random (PyTorch's): how NCF's MLP starts
@@ -141,6 +142,7 @@ class RunConfig:
             (self.batch_size >= 1, "batch-size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.item_lr >= 0, "item-lr must be >= 0 (0 = lr)"),
+            (self.user_lr >= 0, "user-lr must be >= 0 (0 = lr)"),
             (self.personal_lr >= 0, "personal-lr must be >= 0"),
             (self.mlp_lr >= 0, "mlp-lr must be >= 0 (0 = lr)"),
             (self.server_lr > 0, "server-lr must be > 0 (FedAvg is 1)"),
@@ -286,9 +288,11 @@ class RunConfig:
 
     @property
     def learning_rates(self) -> dict[str, float]:
-        """The local rate of each parameter kind, ``item-lr`` and ``mlp-lr`` at 0 meaning ``lr``."""
+        """The local rate of each parameter kind, ``item-lr``, ``user-lr`` and ``mlp-lr`` at 0
+        meaning ``lr``."""
         return {"lr": self.lr, "item_lr": self.item_lr or self.lr,
-                "personal_lr": self.personal_lr, "mlp_lr": self.mlp_lr or self.lr}
+                "user_lr": self.user_lr or self.lr, "personal_lr": self.personal_lr,
+                "mlp_lr": self.mlp_lr or self.lr}
 
     def lr_scale_at(self, server_round: int) -> float:
         """What every local learning rate is multiplied by in round ``server_round``: 1 in round

@@ -98,6 +98,16 @@ def test_item_tables_use_item_lr_whatever_the_catalogue():
         assert by_lr == {0.003: 4, 0.01: 1, 0.05: 1, 0.002: 1}  # MLP; e_u; C; D_u
 
 
+def test_user_lr_is_for_the_private_user_embedding_only():
+    """PFedRec and FedRAP-original have no user embedding: user-lr changes none of their rates."""
+    hyper = Hyper(dim=DIM, lr=0.01, item_lr=0.05, user_lr=0.003, mlp_lr=0.001)
+    for name, users in (("mf", 1), ("ncf", 1), ("fedrap", 1), ("pfedrec", 0), ("fedrap-original", 0)):
+        model = build_backbone(name, N_ITEMS, hyper, seed=0)
+        slow = [p for g in model.optimizer().param_groups if g["lr"] == 0.003 for p in g["params"]]
+        assert len(slow) == users, name
+        assert all(p is model.e_u for p in slow), name
+
+
 def test_mlp_lr_is_for_shared_dense_layers_only():
     """A private head (PFedRec, FedRAP-original) trains at ``lr``; NCF's shared MLP at mlp-lr."""
     hyper = Hyper(dim=DIM, lr=0.01, item_lr=0.05, mlp_lr=0.003)
@@ -196,7 +206,7 @@ def test_hand_step_is_the_autograd_step(model, optimizer):
     # 1e-3 (SGD) or up to lr (Adam, on rows the batch does not touch): far above assert_close's atol
     decay = 0.1
     model.hyper = replace(model.hyper, optimizer=optimizer, weight_decay=decay, lr=0.05,
-                          item_lr=0.5, personal_lr=0.05, mlp_lr=0.05)
+                          item_lr=0.5, user_lr=0.05, personal_lr=0.05, mlp_lr=0.05)
     twin = copy.deepcopy(model)
     before = {name: param.detach().clone() for name, param in model.named_parameters()}
     items, labels = torch.tensor([1, 4, 4, 9]), torch.tensor([1.0, 0.0, 1.0, 0.0])

@@ -23,7 +23,8 @@ class Hyper:
     """Local-training hyperparameters a backbone needs (run-config keys in parentheses)."""
 
     dim: int = 64  # (latent-dim)
-    lr: float = 0.01  # (lr) learning rate of every parameter but the item tables
+    lr: float = 0.01  # (lr) learning rate of every parameter without a rate of its own
+    user_lr: float = 0.01  # (user-lr) learning rate of the private user embedding e_u
     item_lr: float = 0.01  # (item-lr) learning rate of the shared item tables
     personal_lr: float = 0.0001  # (personal-lr) learning rate of private item tables (FedRAP's D_u)
     mlp_lr: float = 0.001  # (mlp-lr) learning rate of a shared MLP and head (NCF's)
@@ -42,6 +43,7 @@ class Backbone(nn.Module):
     PRIVATE: ClassVar[tuple[str, ...]]
     ITEM_TABLE: ClassVar[str]  # shared (n_items, d) table the GFMFR fusion network targets
     ITEM_TABLES: ClassVar[tuple[str, ...]]  # every (n_items, d) table, shared or private
+    USER: ClassVar[str] = "e_u"  # private user embedding (MF, NCF, FedRAP): trains at user-lr
     HEAD: ClassVar[tuple[str, str] | None] = None  # shared (w, b) output head, if the head is shared
     GROUPING: ClassVar[tuple[str, ...]] = ()  # shared parameters describing the prediction function
     # Set in a class's own body when it implements ``forward_saved`` and ``grads`` for exactly its
@@ -133,6 +135,8 @@ class Backbone(nn.Module):
         which each client would otherwise fit to its own user (docs/training-recipe.md).
         """
         def lr(name: str) -> float:
+            if name == self.USER:
+                return self.hyper.user_lr
             if name not in self.ITEM_TABLES:
                 return self.hyper.mlp_lr if name in self.SHARED else self.hyper.lr
             return self.hyper.personal_lr if name in self.PRIVATE else self.hyper.item_lr
