@@ -78,11 +78,11 @@ class RunConfig:
     optimizer: str = "adam"  # adam | sgd: the local optimiser (fresh every round)
     lr: float = 0.01
     item_lr: float = 0.0  # learning rate of the shared item tables; 0 = lr
-    user_lr: float = 0.0  # learning rate of the private user embedding (FCF, FedNCF, FedRAP); 0 = lr
+    user_lr: float = 0.003  # learning rate of NCF's private user embedding (FedNCF, FedRAP); 0 = lr
     personal_lr: float = 0.0001  # learning rate of private item tables (FedRAP's D_u)
     mlp_lr: float = 0.001  # learning rate of NCF's shared MLP (FedNCF, FedRAP); 0 = lr
     mlp_init: str = "factorized"  # factorized | random (PyTorch's): how NCF's MLP starts
-    mlp_hidden: int = 0  # hidden units of NCF's MLP (FedNCF, FedRAP); 0 = latent-dim
+    mlp_hidden: int = 256  # hidden units of NCF's MLP (FedNCF, FedRAP); 0 = latent-dim
     item_bias: bool = False  # MF (FCF): the item table's last column is a per-item bias
     lr_decay_to: float = 0.1  # local rates in the last round as a share of round 1's (cosine)
     weight_decay: float = 0.0

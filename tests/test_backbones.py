@@ -90,18 +90,19 @@ def test_fedrap_ramp_and_reference_bug():
 
 def test_item_tables_use_item_lr_whatever_the_catalogue():
     for n_items in (N_ITEMS, 10 * N_ITEMS):
-        model = build_backbone("fedrap", n_items, Hyper(dim=DIM, lr=0.01, item_lr=0.05,
+        model = build_backbone("fedrap", n_items, Hyper(dim=DIM, lr=0.01, item_lr=0.05, user_lr=0.004,
                                                         personal_lr=0.002, mlp_lr=0.003), seed=0)
         with model.only_items(np.array([1, 2])):  # also while training on a few rows
             groups = model.optimizer().param_groups
         by_lr = {round(g["lr"], 6): len(g["params"]) for g in groups}
-        assert by_lr == {0.003: 4, 0.01: 1, 0.05: 1, 0.002: 1}  # MLP; e_u; C; D_u
+        assert by_lr == {0.003: 4, 0.004: 1, 0.05: 1, 0.002: 1}  # MLP; e_u; C; D_u
 
 
-def test_user_lr_is_for_the_private_user_embedding_only():
-    """PFedRec and FedRAP-original have no user embedding: user-lr changes none of their rates."""
+def test_user_lr_is_for_the_input_of_ncfs_shared_mlp_only():
+    """MF's user vector trains at lr (it was worse at 0.003); PFedRec and FedRAP-original have
+    none: user-lr changes none of their rates."""
     hyper = Hyper(dim=DIM, lr=0.01, item_lr=0.05, user_lr=0.003, mlp_lr=0.001)
-    for name, users in (("mf", 1), ("ncf", 1), ("fedrap", 1), ("pfedrec", 0), ("fedrap-original", 0)):
+    for name, users in (("mf", 0), ("ncf", 1), ("fedrap", 1), ("pfedrec", 0), ("fedrap-original", 0)):
         model = build_backbone(name, N_ITEMS, hyper, seed=0)
         slow = [p for g in model.optimizer().param_groups if g["lr"] == 0.003 for p in g["params"]]
         assert len(slow) == users, name
@@ -110,7 +111,7 @@ def test_user_lr_is_for_the_private_user_embedding_only():
 
 def test_mlp_lr_is_for_shared_dense_layers_only():
     """A private head (PFedRec, FedRAP-original) trains at ``lr``; NCF's shared MLP at mlp-lr."""
-    hyper = Hyper(dim=DIM, lr=0.01, item_lr=0.05, mlp_lr=0.003)
+    hyper = Hyper(dim=DIM, lr=0.01, item_lr=0.05, user_lr=0.01, mlp_lr=0.003)
     for name, slow in (("pfedrec", 0), ("fedrap-original", 0), ("ncf", 4)):
         groups = build_backbone(name, N_ITEMS, hyper, seed=0).optimizer().param_groups
         assert sum(len(g["params"]) for g in groups if g["lr"] == 0.003) == slow, name

@@ -24,12 +24,12 @@ class Hyper:
 
     dim: int = 64  # (latent-dim)
     lr: float = 0.01  # (lr) learning rate of every parameter without a rate of its own
-    user_lr: float = 0.01  # (user-lr) learning rate of the private user embedding e_u
+    user_lr: float = 0.003  # (user-lr) learning rate of NCF's private user embedding e_u
     item_lr: float = 0.01  # (item-lr) learning rate of the shared item tables
     personal_lr: float = 0.0001  # (personal-lr) learning rate of private item tables (FedRAP's D_u)
     mlp_lr: float = 0.001  # (mlp-lr) learning rate of a shared MLP and head (NCF's)
     mlp_init: str = "factorized"  # (mlp-init) factorized | random: how NCF's MLP starts
-    mlp_hidden: int = 0  # (mlp-hidden) hidden units of NCF's MLP; 0 = dim
+    mlp_hidden: int = 256  # (mlp-hidden) hidden units of NCF's MLP; 0 = dim
     item_bias: bool = False  # (item-bias) MF's last item-table column is a per-item bias
     weight_decay: float = 0.0  # (weight-decay)
     optimizer: str = "adam"  # (optimizer) adam | sgd
@@ -43,7 +43,7 @@ class Backbone(nn.Module):
     PRIVATE: ClassVar[tuple[str, ...]]
     ITEM_TABLE: ClassVar[str]  # shared (n_items, d) table the GFMFR fusion network targets
     ITEM_TABLES: ClassVar[tuple[str, ...]]  # every (n_items, d) table, shared or private
-    USER: ClassVar[str] = "e_u"  # private user embedding (MF, NCF, FedRAP): trains at user-lr
+    USER: ClassVar[str | None] = None  # private input of a shared MLP (NCF, FedRAP): at user-lr
     HEAD: ClassVar[tuple[str, str] | None] = None  # shared (w, b) output head, if the head is shared
     GROUPING: ClassVar[tuple[str, ...]] = ()  # shared parameters describing the prediction function
     # Set in a class's own body when it implements ``forward_saved`` and ``grads`` for exactly its
@@ -132,7 +132,9 @@ class Backbone(nn.Module):
         the item tables needed ``lr * n_items`` (FedRAP's rule), a rate that grows with the
         catalogue. A private item table (FedRAP's ``D_u``) sees one user's data only and, as fast
         as the shared one, memorises it: it gets its own, smaller rate; so does a shared MLP,
-        which each client would otherwise fit to its own user (docs/training-recipe.md).
+        which each client would otherwise fit to its own user, and the private user embedding
+        that feeds one (NCF's ``USER``: through a wide MLP a fast one memorises the user's items;
+        MF's user vector, a linear score, needs ``lr``) (docs/training-recipe.md).
         """
         def lr(name: str) -> float:
             if name == self.USER:

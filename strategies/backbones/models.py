@@ -49,6 +49,7 @@ class NCF(Backbone):
     ITEM_TABLES = ("E",)
     HEAD = ("w", "b")
     GROUPING = ("W1", "b1", "w", "b")
+    USER = "e_u"
     HAND_GRADIENTS = True
 
     def __init__(self, n_items: int, hyper: Hyper, generator: torch.Generator) -> None:
