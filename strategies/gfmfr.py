@@ -51,7 +51,7 @@ class GFMFRStrategy(FedRecStrategy):
         self.backbone = type(template)
         self.options = GroupingOptions(cfg.num_groups, cfg.grouping, cfg.grouping_pca,
                                        cfg.grouping_normalize, cfg.fusion_epochs, cfg.seed,
-                                       resolve_teacher(cfg.teacher, self.backbone))
+                                       resolve_teacher(cfg.teacher, template))
         self.groups = GroupState(trainer)
         self._records: dict[int, ArrayRecord] = {}
 

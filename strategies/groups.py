@@ -32,7 +32,7 @@ class GroupingOptions:
     normalize: bool = True
     fusion_epochs: int = 50
     seed: int = 0
-    teacher: str = "group-head"  # group-head: server sends p_k | own-model: server sends Q_k
+    teacher: str = "own-model"  # own-model: server sends Q_k (any backbone) | group-head: p_k
 
 
 @dataclass
@@ -170,13 +170,25 @@ def cohorts_by_group(group_of: dict[int, int], minimum: int) -> dict[int, list[i
     return out
 
 
-def resolve_teacher(choice: str, backbone: type[Backbone]) -> str:
-    """``auto``: the spec's group head when the backbone's head is shared, else the own model."""
+def resolve_teacher(choice: str, template: Backbone) -> str:
+    """``auto``: the spec's group head where it is defined (a shared head as wide as the item
+    vectors it is applied to), else the client's own model on ``Q_k``. NCF's head scores the
+    MLP's hidden units: at ``mlp-hidden = latent-dim`` the product exists but carries no item
+    preference (docs/gfmfr.md), at any other width it does not exist."""
+    head = template.HEAD
+    width = getattr(template, head[0]).shape[0] if head else None
+    dim = getattr(template, template.ITEM_TABLE).shape[1]
     if choice == "auto":
-        return "group-head" if backbone.HEAD is not None else "own-model"
-    if choice == "group-head" and backbone.HEAD is None:
-        raise ValueError(f"teacher='group-head' needs a shared output head; backbone "
-                         f"{backbone.__name__} keeps its head private: use teacher='own-model'.")
+        return "group-head" if width == dim else "own-model"
+    name = type(template).__name__
+    if choice == "group-head" and head is None:
+        raise ValueError(f"bad run config: teacher='group-head' needs a shared output head; "
+                         f"backbone {name} keeps its head private: use teacher='own-model'.")
+    if choice == "group-head" and width != dim:
+        raise ValueError(f"bad run config: teacher='group-head' applies {name}'s head ({width} "
+                         f"weights, one per hidden unit: mlp-hidden) to item vectors of "
+                         f"latent-dim {dim}; use teacher='own-model', or mlp-hidden=0 for the "
+                         "spec's width.")
     return choice
 
 

@@ -101,8 +101,9 @@ def test_probability_and_table_payloads_give_the_same_loss():
 
 
 def constructed_uploads(backbone: str, n_users: int = 12, n_items: int = 10):
-    """Two kinds of clients whose uploaded heads and tables differ clearly."""
-    template = build_backbone(backbone, n_items, Hyper(dim=4), seed=0)
+    """Two kinds of clients whose uploaded heads and tables differ clearly (NCF at the spec's
+    width, mlp-hidden = latent-dim, where the group-head teacher is defined)."""
+    template = build_backbone(backbone, n_items, Hyper(dim=4, mlp_hidden=0), seed=0)
     base = template.shared_arrays()
     rng = np.random.default_rng(0)
     uploads = {}
@@ -157,7 +158,7 @@ def test_advance_groups_clients_and_builds_payloads(backbone):
     template, base, uploads = constructed_uploads(backbone)
     options = GroupingOptions(n_groups=2, method="kmeans", pca=False, fusion_epochs=5)
     options = GroupingOptions(**{**options.__dict__,
-                                 "teacher": resolve_teacher("auto", type(template))})
+                                 "teacher": resolve_teacher("auto", template)})
     state = advance(GroupState(trainer_for(10, 2)), uploads, base, type(template), options)
     groups = np.array([state.assignment[u] for u in range(12)])
     assert len(set(groups[::2])) == 1 and len(set(groups[1::2])) == 1 and groups[0] != groups[1]
@@ -234,11 +235,15 @@ def test_each_client_receives_only_its_own_groups_payload(flower_task):
     assert len({id(m.content) for m in messages}) == 12  # one RecordDict per message
 
 
-def test_group_head_teacher_needs_a_shared_head():
+def test_group_head_teacher_needs_a_shared_head_as_wide_as_the_item_vectors():
     with pytest.raises(ValueError, match="teacher='own-model'"):
-        resolve_teacher("group-head", type(build_backbone("pfedrec", 4, Hyper(dim=2), 0)))
-    assert resolve_teacher("auto", type(build_backbone("fedrap", 4, Hyper(dim=2), 0))) \
-        == "group-head"
+        resolve_teacher("group-head", build_backbone("pfedrec", 4, Hyper(dim=2), 0))
+    spec_width = build_backbone("fedrap", 4, Hyper(dim=2, mlp_hidden=0), 0)
+    assert resolve_teacher("auto", spec_width) == "group-head"
+    wide = build_backbone("ncf", 4, Hyper(dim=2, mlp_hidden=8), 0)
+    assert resolve_teacher("auto", wide) == "own-model"
+    with pytest.raises(ValueError, match="mlp-hidden=0"):
+        resolve_teacher("group-head", wide)
 
 
 def test_gram_pca_matches_sklearn_up_to_sign():
