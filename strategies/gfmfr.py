@@ -59,8 +59,13 @@ class GFMFRStrategy(FedRecStrategy):
     def check(cls, cfg: RunConfig, dataset: Dataset) -> None:
         from encoders.registry import check_encoder_name  # server-only, heavy imports
 
+        from strategies.backbones.registry import build_backbone
+        from strategies.registry import backbone_name, hyper
+
         check_encoder_name("text", cfg.text_encoder)
         check_encoder_name("image", cfg.image_encoder)
+        # a one-item model says whether the teacher exists, before features are encoded
+        resolve_teacher(cfg.teacher, build_backbone(backbone_name(cfg), 1, hyper(cfg), cfg.seed))
         if cfg.num_groups > dataset.n_users:
             raise ValueError(f"bad run config: num-groups ({cfg.num_groups}) is larger than the "
                              f"number of clients ({dataset.n_users} users in {dataset.name}).")

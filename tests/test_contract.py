@@ -125,6 +125,9 @@ def test_bad_configuration_fails_before_training(cache_dir, tmp_path):
                              **{"image-encoder": "resnet"}), USERS)
     with pytest.raises(ValueError, match="cannot use backbone 'mf'"):
         run_inprocess(config(cache_dir, tmp_path, strategy="fedrap", backbone="mf"), USERS)
+    with pytest.raises(ValueError, match="teacher='group-head' applies NCF's head"):
+        run_inprocess(config(cache_dir, tmp_path, strategy="gfmfr", backbone="ncf",
+                             teacher="group-head"), USERS)
     with pytest.raises(ValueError, match="unknown strategy 'fedavg'; choose one of"):
         run_inprocess(config(cache_dir, tmp_path, strategy="fedavg"), USERS)
 
