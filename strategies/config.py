@@ -246,8 +246,8 @@ class RunConfig:
 
     # --- derived values ------------------------------------------------------------------------
     IDENTITY = ("dataset", "strategy", "backbone", "seed", "latent_dim", "mlp_init", "mlp_hidden",
-                "item_bias", "cold_items", "num_groups", "fusion", "text_encoder", "image_encoder", "clip_model",
-                "clip_pretrained", "synthetic_users", "synthetic_items", "synthetic_tastes",
+                "item_bias", "cold_items", "num_groups", "fusion", "text_encoder", "image_encoder",
+                "clip_model", "clip_pretrained", "synthetic_users", "synthetic_items", "synthetic_tastes",
                 "synthetic_interactions", "client_state_dir")
 
     def identity(self) -> dict[str, Any]:
