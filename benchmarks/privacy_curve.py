@@ -66,7 +66,7 @@ def plot(points: list[dict], references: dict[str, float], path: Path, title: st
     ax.errorbar([p["epsilon"] for p in noisy], [p["HR@50"] for p in noisy],
                 yerr=[p["HR@50 std"] for p in noisy], marker="o", capsize=3, label="local DP")
     styles = {"no noise": ":", "pop": "--", "central-mf": "-."}
-    for name, value in [*((("no noise", p["HR@50"]) for p in points if p["epsilon"] is None)),
+    for name, value in [*(("no noise", p["HR@50"]) for p in points if p["epsilon"] is None),
                         *references.items()]:
         ax.axhline(value, linestyle=styles.get(name, ":"), color="grey")
         ax.annotate(name, (min(p["epsilon"] for p in noisy), value), fontsize=8,

@@ -58,7 +58,6 @@ class GFMFRStrategy(FedRecStrategy):
     @classmethod
     def check(cls, cfg: RunConfig, dataset: Dataset) -> None:
         from encoders.registry import check_encoder_name  # server-only, heavy imports
-
         from strategies.backbones.registry import build_backbone
         from strategies.registry import backbone_name, hyper
 

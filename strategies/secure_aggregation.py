@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import cast
@@ -53,6 +54,14 @@ CONFIGS = RECORD_KEY_CONFIGS  # the record the SecAgg+ client reads and writes
 MIN_COHORT = 3  # fewer trainers would let the server subtract one user's update from a sum
 MOD_RANGE = 1 << 32  # the ring the masked vectors live in (Flower's default)
 CLIPPING_RANGE = 2.0  # every entry of an update is clipped to [-2, 2] before quantisation
+# Setup, share keys and unmask are seconds of work on a node: such a stage stops waiting once
+# no reply has come for this long (never longer than round-timeout), and the nodes still silent
+# count as dropped. Training (collect) keeps round-timeout. A message that a SuperNode pulled and
+# then died on is answered NODE_UNAVAILABLE only if the ServerApp polls while the SuperLink
+# counts the node offline; restarted with the same key first, the node counts as online again and
+# the message is never answered (docs/privacy.md, "Secure aggregation").
+STAGE_IDLE_TIMEOUT = 30.0
+POLL_SECONDS = 0.2  # how often a stage asks the SuperLink for replies
 
 
 class SecureAggregationFailed(RuntimeError):
@@ -94,14 +103,17 @@ class SecAggPlusRound:
 
     ``setup_and_share_keys`` runs steps 0-1 (call it while configuring the round),
     ``collect_config`` is what each training message must carry, ``add`` takes each training
-    reply, and ``unmask`` runs step 3 and returns every cohort's sum.
+    reply, and ``unmask`` runs step 3 and returns every cohort's sum. ``timeout`` (round-timeout)
+    bounds each of those stages; ``idle_timeout`` ends one early once no reply has come for that
+    long (``stage_timeouts``).
     """
 
     def __init__(self, grid: Grid, cohorts: dict[int, Iterable[int]], server_round: int,
-                 timeout: float | None = None, seed: int | None = None) -> None:
+                 timeout: float | None = None, seed: int | None = None,
+                 idle_timeout: float | None = None) -> None:
         self.grid = grid
         self.server_round = server_round
-        self.timeout = timeout
+        self.timeout, self.idle_timeout = stage_timeouts(timeout, idle_timeout)
         self._rng = random.Random(seed)
         self.cohorts = {c: Cohort(set(nodes)) for c, nodes in cohorts.items()}
         self._cohort_of = {n: c for c, cohort in self.cohorts.items() for n in cohort.nodes}
@@ -251,12 +263,55 @@ class SecAggPlusRound:
     # --- messages -------------------------------------------------------------------------------
     def _exchange(self, configs: dict[int, ConfigRecord]
                   ) -> list[tuple[int, ConfigRecord]]:
-        """Send each node its SecAgg+ record; the ``(node, record)`` of every good reply."""
+        """Send each node its SecAgg+ record; the ``(node, record)`` of every good reply that
+        came before the stage ended (``wait_for_replies``). The records are small, so every
+        message is pushed at once."""
         messages = [Message(RecordDict({CONFIGS: record}), dst_node_id=node,
                             message_type=MessageType.TRAIN, group_id=str(self.server_round))
                     for node, record in configs.items()]
+        if not messages:
+            return []
+        pending = {i for i in self.grid.push_messages(messages) if i}
         out = []
-        for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
+        for reply in wait_for_replies(self.grid, pending, self.timeout, self.idle_timeout):
             if not reply.has_error() and CONFIGS in reply.content.config_records:
                 out.append((reply.metadata.src_node_id, reply.content.config_records[CONFIGS]))
         return out
+
+
+def stage_timeouts(round_timeout: float | None, idle_timeout: float | None = None
+                   ) -> tuple[float | None, float]:
+    """``(total, idle)`` limits of a setup, share-keys or unmask stage: the total is
+    round-timeout; the idle limit is ``idle_timeout`` (default ``STAGE_IDLE_TIMEOUT``), never
+    longer than round-timeout."""
+    if idle_timeout is None:
+        idle_timeout = STAGE_IDLE_TIMEOUT
+    if round_timeout is not None and round_timeout <= 0:
+        raise ValueError("round-timeout must be > 0")
+    if idle_timeout <= 0:
+        raise ValueError("a stage's idle timeout must be > 0")
+    idle = idle_timeout if round_timeout is None else min(idle_timeout, round_timeout)
+    return round_timeout, idle
+
+
+def wait_for_replies(grid: Grid, pending: set[str], timeout: float | None, idle_timeout: float,
+                     poll: float = POLL_SECONDS, clock=time.monotonic, sleep=time.sleep
+                     ) -> list[Message]:
+    """Pull the replies to ``pending`` message ids until every one came, ``timeout`` seconds
+    passed, or none came for ``idle_timeout`` seconds; the replies that came (error replies
+    included: a node the SuperLink knows is offline is answered at once)."""
+    start = last = clock()
+    out: list[Message] = []
+    pending = set(pending)
+    while pending:
+        arrived = list(grid.pull_messages(pending))
+        now = clock()
+        if arrived:
+            last = now
+            out.extend(arrived)
+            pending.difference_update(m.metadata.reply_to_message_id for m in arrived)
+            continue
+        if now - last >= idle_timeout or (timeout is not None and now - start >= timeout):
+            break
+        sleep(poll)
+    return out

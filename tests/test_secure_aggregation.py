@@ -7,12 +7,17 @@ whose masks could not be removed.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from flwr.app import Message
+from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
 
+from server_app import inprocess
 from server_app.inprocess import run_inprocess
 from strategies import protocol as p
+from strategies import secure_aggregation as sa
 from strategies.secure_aggregation import CONFIGS, quantization_range, ring_size
 from strategies.secure_update import decode, encode
 from tests.conftest import inprocess_config
@@ -238,3 +243,89 @@ def test_small_groups_are_never_summed_alone():
     assert cohorts[-1] == [3, 4, 5]  # groups 1 and 2 together are no group's target
     two_small = cohorts_by_group({n: group_of[n] for n in range(5)}, 3)
     assert two_small == {-1: [0, 1, 2, 3, 4]}  # 3 and 4 alone are too few: joined with group 0
+
+
+def test_key_exchange_and_unmask_stop_waiting_once_replies_stop():
+    """Setup, share keys and unmask end once no reply has come for STAGE_IDLE_TIMEOUT (never
+    longer than round-timeout); training keeps round-timeout (FedRecStrategy's own exchange)."""
+    assert sa.stage_timeouts(600.0) == (600.0, sa.STAGE_IDLE_TIMEOUT)
+    assert sa.stage_timeouts(10.0) == (10.0, 10.0)
+    assert sa.stage_timeouts(None, 5.0) == (None, 5.0)
+    with pytest.raises(ValueError):
+        sa.stage_timeouts(600.0, 0.0)
+
+    class Reply:
+        def __init__(self, to):
+            self.metadata = type("M", (), {"reply_to_message_id": to})()
+
+    class Grid:  # replies to "a" at t=1 and "b" at t=4; "c" (its node died) never
+        def __init__(self, clock):
+            self.clock, self.due = clock, {"a": 1.0, "b": 4.0}
+
+        def pull_messages(self, ids):
+            ready = [i for i in ids if self.due.get(i, float("inf")) <= self.clock()]
+            for i in ready:
+                del self.due[i]
+            return [Reply(i) for i in ready]
+
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    got = sa.wait_for_replies(Grid(clock), {"a", "b", "c"}, 600.0, 5.0, 1.0, clock, sleep)
+    assert sorted(r.metadata.reply_to_message_id for r in got) == ["a", "b"]
+    assert now[0] == 9.0  # 5 s after the last reply, not round-timeout
+    now[0] = 0.0
+    got = sa.wait_for_replies(Grid(clock), {"a", "b", "c"}, 3.0, 5.0, 1.0, clock, sleep)
+    assert [r.metadata.reply_to_message_id for r in got] == ["a"] and now[0] == 3.0
+
+
+def test_a_stage_reply_that_never_comes_costs_the_idle_timeout_not_round_timeout(tmp_path,
+                                                                                 monkeypatch):
+    """A SuperNode pulls a SecAgg+ message and dies; restarted with the same key before the
+    ServerApp polls, it counts as online again and that message is never answered (issue 23). Round
+    2 loses a share-keys reply (that node must not train: no masks of its were shared), round 3
+    an unmask reply (its neighbours' shares still remove every mask): each stage waits the idle
+    timeout, the run goes on and round 3 unmasks the full sum."""
+    lost: dict[tuple[str, str], str] = {}
+
+    class LosingGrid(inprocess.InProcessGrid):
+        def push_messages(self, messages):
+            messages = list(messages)
+            stages = []
+            for message in messages:
+                record = message.content.config_records.get(CONFIGS)
+                stages.append((message.metadata.group_id, record.get(Key.STAGE))
+                              if record is not None else None)
+            ids = super().push_messages(messages)
+            for stage, message_id in zip(stages, ids, strict=True):
+                if stage in {("2", Stage.SHARE_KEYS), ("3", Stage.UNMASK)} and stage not in lost:
+                    lost[stage] = message_id
+            return ids
+
+        def pull_messages(self, message_ids):
+            return super().pull_messages([i for i in message_ids if i not in lost.values()])
+
+        def send_and_receive(self, messages, *, timeout=None):  # as Flower's: every reply or
+            pending, out = set(self.push_messages(messages)), []  # the timeout
+            end = time.monotonic() + (timeout or 0.0)
+            while pending and time.monotonic() < end:
+                arrived = list(self.pull_messages(pending))
+                out += arrived
+                pending -= {m.metadata.reply_to_message_id for m in arrived}
+                time.sleep(0.05 if pending else 0.0)
+            return out
+
+    monkeypatch.setattr(inprocess, "InProcessGrid", LosingGrid)
+    monkeypatch.setattr(sa, "STAGE_IDLE_TIMEOUT", 0.5)
+    strategy = run_inprocess(config(tmp_path, **{"secure-aggregation": True,
+                                                  "round-timeout": 120.0}), USERS)[1]
+    assert len(lost) == 2
+    rounds = strategy.history.rounds
+    assert rounds[2].trained == USERS - 1 and rounds[3].trained == USERS
+    assert "secure-unmask" in rounds[3].server_seconds
+    # the stages that lost a reply waited about the idle timeout, far below round-timeout
+    assert rounds[2].server_seconds["secure-setup"] < 60
+    assert rounds[3].server_seconds["secure-unmask"] < 60
