@@ -67,15 +67,19 @@ class UpdateMean:
     every untouched row as "no change" and so shrinks a row's update by the share of clients that
     trained it: on ml-100k-mm a typical item is trained by a few percent of the users, which is why
     FedRAP multiplies the item learning rate by the catalogue size (docs/training-recipe.md).
-    Every other parameter is averaged over all uploads, weighted by their examples.
+    Every other parameter is averaged over all uploads, weighted by their examples (the spec) or,
+    with ``weighted=False`` (``dense-weights = "uniform"``), one vote a user: weighted, a user
+    with 700 ratings moves NCF's shared MLP 35 times as far as one with 20, and the MLP fits the
+    heaviest users while every user counts the same in HR@K (docs/training-recipe.md).
 
     Only running sums are kept (float64), so a round costs the memory of one model, not of every
     reply: what lets 6,040 ml-1m clients aggregate in a few hundred MB.
     """
 
     def __init__(self, base: dict[str, np.ndarray], tables: tuple[str, ...] = (),
-                 by_rows: bool = True) -> None:
+                 by_rows: bool = True, weighted: bool = True) -> None:
         self.base = base
+        self.weighted = weighted
         self.tables = set(tables) if by_rows else set()
         self._sums = {k: np.zeros(v.shape, dtype=np.float64) for k, v in base.items()}
         self._counts = {k: np.zeros(base[k].shape[0], dtype=np.float64) for k in self.tables}
@@ -87,6 +91,7 @@ class UpdateMean:
         """``rows``: per item table, the ids of the rows this client trained (absent: the rows
         that differ from the broadcast)."""
         rows = rows or {}
+        weight = weight if self.weighted else 1.0
         scale = np.float32(weight)
         for name, acc in self._sums.items():
             if name in self.tables:

@@ -267,7 +267,8 @@ class FedRecStrategy(Strategy):
         if self.history.stopped_after is not None and server_round > self.history.stopped_after + 1:
             return None, None  # early-stopped: the remaining rounds are empty
         record = self.history.at(server_round)
-        mean = UpdateMean(self.broadcast, self.item_tables, self.cfg.item_aggregation == "rows")
+        mean = UpdateMean(self.broadcast, self.item_tables, self.cfg.item_aggregation == "rows",
+                          self.cfg.dense_weights == "examples")
         kept, evaluations, losses = {}, {}, {}
         masked: dict[int, Reply] = {}  # secure aggregation: replies whose masked update counts
         first_cause = None

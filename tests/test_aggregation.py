@@ -23,6 +23,23 @@ def test_dense_parameters_are_averaged_weighted_by_examples():
     assert np.allclose(mean.result(3.0)["W"], expected, atol=1e-6)
 
 
+def test_uniform_dense_weights_give_every_user_one_vote():
+    """``dense-weights = "uniform"``: a user with many examples does not outweigh the others, and
+    item rows are still averaged over their trainers."""
+    base = {"W": np.zeros(2, np.float32), "E": np.zeros((2, 1), np.float32)}
+    heavy = {"W": np.array([1.0, 1.0], np.float32), "E": np.array([[1.0], [0.0]], np.float32)}
+    light = {"W": np.array([-1.0, 3.0], np.float32), "E": np.array([[3.0], [0.0]], np.float32)}
+    uniform = UpdateMean(base, ("E",), weighted=False)
+    weighted = UpdateMean(base, ("E",))
+    for mean in (uniform, weighted):
+        mean.add(heavy, 700.0)
+        mean.add(light, 20.0)
+    assert np.allclose(uniform.result()["W"], [0.0, 2.0])
+    assert np.allclose(weighted.result()["W"], [(700 - 20) / 720, (700 + 60) / 720])
+    assert np.allclose(uniform.result()["E"], weighted.result()["E"])
+    assert np.allclose(uniform.result()["E"], [[2.0], [0.0]])
+
+
 def test_item_rows_are_averaged_over_the_clients_that_trained_them():
     base = {"E": np.zeros((4, 2), np.float32)}
     a = {"E": np.array([[1, 1], [2, 2], [0, 0], [0, 0]], np.float32)}
