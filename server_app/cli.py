@@ -7,7 +7,12 @@
                                                    SuperNodes on this machine
     gfmfr deploy restart NAME NODE                 restart one SuperNode (same config and state)
     gfmfr deploy down NAME                         stop them, by pid
+    gfmfr deploy pin NAME                          let them run the app as it is now (after edits)
     gfmfr certs DIR [--hosts H ...] [--nodes N]    test CA, SuperLink certificate, node keys
+    gfmfr app-hash [--app DIR]                     the FAB hash `flwr run` submits for this app
+                                                   (pin it on every machine: trusted-apps file)
+    gfmfr superexec --trusted-apps FILE ...        Flower's SuperExec, running pinned apps only
+                                                   (server_app/superexec.py)
     gfmfr data check [FEDERATION] [-c ...]         load a dataset as a run would and describe it
     gfmfr tune [DATASET] [-c ...] [--trials N]     tune the recipe on the validation split
                                                    (server_app/tuning.py; --help for options)
@@ -30,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from server_app import certificates, deploy, processes
+from server_app import certificates, deploy, processes, trusted_apps
 from server_app import federations as fz
 from server_app.processes import executable
 
@@ -39,6 +44,10 @@ SIMULATION_CONNECTION = "gfmfr-simulation"
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["superexec"]:  # every other argument is flower-superexec's
+        from server_app import superexec
+
+        return superexec.main(argv[1:])
     if argv[:1] == ["tune"]:
         from server_app import tuning
 
@@ -62,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             certs = certificates.generate(args.folder, args.hosts, args.nodes)
             print(f"certificates in {certs.folder}: ca.crt, server.pem, server.key"
                   + (f", keys/node-0..{args.nodes - 1}(.pub)" if args.nodes else ""))
+            return 0
+        if args.command == "app-hash":
+            print(trusted_apps.fab_hash(args.app))
             return 0
         project = fz.load_flower_toml(args.flower_toml)
         if args.command == "sync":
@@ -91,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--run-config", default="", help='overrides, e.g. "seed=1 lr=0.05"')
     sync = sub.add_parser("sync", help="write flower.toml's federations into Flower's config")
     dep = sub.add_parser("deploy", help="start/stop a deployment's SuperLink and SuperNodes here")
-    dep.add_argument("action", choices=("up", "down", "restart"))
+    dep.add_argument("action", choices=("up", "down", "restart", "pin"))
     dep.add_argument("federation", help="a deployment federation of flower.toml")
     dep.add_argument("node", nargs="?", type=int, help="restart: the SuperNode (partition-id)")
     dep.add_argument("--nodes", type=int, help="up: SuperNodes to start (default: num-supernodes)")
@@ -111,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
 
     run_report.add_arguments(sub.add_parser("report", help="plot runs' learning curves",
                                             description=run_report.__doc__.split("\n\n")[0]))
+    app_hash = sub.add_parser("app-hash", help="print the FAB hash `flwr run` submits for the "
+                              "app: the line to pin in each machine's trusted-apps file")
+    app_hash.add_argument("--app", type=Path, default=fz.PROJECT_ROOT,
+                          help="the app's folder (default: this project)")
     certs = sub.add_parser("certs", help="make a test CA, SuperLink certificate and node keys")
     certs.add_argument("folder", type=Path)
     certs.add_argument("--hosts", nargs="*", default=[],
@@ -139,6 +155,11 @@ def deploy_command(project: fz.FlowerToml, args: argparse.Namespace) -> int:
                            f"{fed.run_dir}/{deploy.STATE_FILE}).")
     if args.action == "down":
         print(f"stopped pids {deploy.down(state)}")
+        return 0
+    if args.action == "pin":
+        app_hash = deploy.pin(fed, state)
+        print(f"pinned FAB hash {app_hash} for the SuperLink and {len(state.nodes)} SuperNodes of "
+              f"{fed.name} ({deploy.TRUSTED_APPS} in {state.folder} and each node's folder)")
         return 0
     if args.node is None:
         raise RuntimeError("gfmfr deploy restart NAME NODE: which SuperNode (its partition-id)?")
@@ -227,6 +248,7 @@ def run_federation(project: fz.FlowerToml, name: str | None, overrides: str) -> 
             raise RuntimeError(problem)
         sync_connections(project)
         processes.check_superlink(fed.address, fed.ca_file)
+        check_pinned(fed)
         return _submit(command[:3] + [fed.name] + command[3:] + ["--stream"], fed.name)
     if project.simulation.ray_address:
         check_ray_cluster(project.simulation)
@@ -260,6 +282,25 @@ def registry_override(fed: fz.Federation, overrides: str) -> str:
     if not path.is_file() or "node-registry" in {**fed.run_config, **parse_overrides(overrides)}:
         return ""
     return fz.run_config_arg({"node-registry": str(path)})
+
+
+def check_pinned(fed: fz.Federation) -> None:
+    """Before submitting to a deployment that ``gfmfr deploy up`` started here: the app's FAB
+    hash must be pinned in its trusted-apps file, else every node would refuse the run (one line
+    with the fix instead of a failed run)."""
+    if fed.run_dir is None or not (path := fed.run_dir / deploy.TRUSTED_APPS).is_file():
+        return
+    app_hash = trusted_apps.fab_hash(fz.PROJECT_ROOT)
+    try:
+        pinned = trusted_apps.load(path)
+    except trusted_apps.TrustedAppsError as error:
+        raise RuntimeError(str(error)) from None
+    if app_hash not in pinned:
+        raise RuntimeError(
+            f"the app's FAB hash is {app_hash}, which deployment {fed.name} does not run: a file "
+            f"of the app changed since `gfmfr deploy up` pinned {path}. If the change is yours, "
+            f"pin it on the server and every client (here: `gfmfr deploy pin {fed.name}`), or "
+            f"restart the deployment.")
 
 
 def check_ray_cluster(settings: fz.SimulationSettings) -> None:

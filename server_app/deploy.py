@@ -5,7 +5,15 @@ commands a user runs on real machines (``superlink_command``, ``supernode_comman
 prints them); only the addresses differ. What it starts is recorded in
 ``<run-dir>/deployment.json`` (pids, ports), so ``gfmfr deploy down NAME`` stops it from any shell.
 Each SuperNode gets a folder of its own, as if it were a machine of its own: ``nodes/node-<i>/``
-with its log, its private state (node config ``state-dir``) and its Flower home.
+with its log, its private state (node config ``state-dir``), its Flower home and its
+``trusted-apps.txt``.
+
+Only this app runs (issue 26): the SuperLink and every SuperNode run with ``--isolation
+process`` beside a ``gfmfr superexec`` (``server_app/superexec.py``) that starts a ServerApp /
+ClientApp only when the app's FAB hash is pinned in that machine's ``trusted-apps.txt``; ``up``
+pins the hash of this checkout (``gfmfr app-hash``), ``gfmfr deploy pin NAME`` adds the current
+one after a change. Each SuperExec is started after its SuperLink / SuperNode, with
+``--parent-pid`` (it exits when they do), and recorded and stopped with them.
 """
 
 from __future__ import annotations
@@ -17,14 +25,17 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from server_app import federations as fz
-from server_app import processes
+from server_app import processes, trusted_apps
 from server_app.certificates import Certificates, generate
 
 STATE_FILE = "deployment.json"
 REGISTRY_FILE = "node-registry.json"  # node id -> partition-id, for run-config node-registry
+TRUSTED_APPS = "trusted-apps.txt"  # per machine: the FAB hashes its SuperExec runs
+SUPERNODE_RUNTIME_PORT = 9094  # Flower's default Runtime API port of a SuperNode (--port)
 RUN_DB_FOLDER = fz.RUN_DIR  # --dry-run: the SuperLink database under .deploy/<name>/
 PathShow = Callable[[Path], str]  # how a command shows a path (absolute here, relative in --dry-run)
 ONLINE_TIMEOUT = 90.0  # seconds for every SuperNode to connect after start-up
@@ -44,10 +55,15 @@ class Node:
     folder: Path
     pid: int = 0
     node_id: int = 0  # as registered (node-auth only; else the SuperLink picks one per start)
+    superexec_pid: int = 0  # its guarded SuperExec (starts its ClientApps)
 
     @property
     def log(self) -> Path:
         return self.folder / "supernode.log"
+
+    @property
+    def trusted_apps(self) -> Path:
+        return self.folder / TRUSTED_APPS
 
     @property
     def state_dir(self) -> Path:
@@ -63,10 +79,15 @@ class Deployment:
     num_partitions: int
     superlink_pid: int = 0
     nodes: list[Node] = field(default_factory=list)
+    superexec_pid: int = 0  # the SuperLink's guarded SuperExec (starts ServerApps)
 
     @property
     def superlink_log(self) -> Path:
         return self.folder / "superlink.log"
+
+    @property
+    def trusted_apps(self) -> Path:
+        return self.folder / TRUSTED_APPS
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -80,13 +101,14 @@ class Deployment:
         if not path.is_file():
             return None
         raw = json.loads(path.read_text())
-        nodes = [Node(n["index"], n["port"], Path(n["folder"]), n["pid"], n.get("node_id", 0))
-                 for n in raw["nodes"]]
+        nodes = [Node(n["index"], n["port"], Path(n["folder"]), n["pid"], n.get("node_id", 0),
+                      n.get("superexec_pid", 0)) for n in raw["nodes"]]
         return cls(raw["name"], Path(raw["folder"]), raw["num_partitions"], raw["superlink_pid"],
-                   nodes)
+                   nodes, raw.get("superexec_pid", 0))
 
     def pids(self) -> list[int]:
-        return [pid for pid in [*(n.pid for n in self.nodes), self.superlink_pid] if pid]
+        return [pid for pid in [*(p for n in self.nodes for p in (n.pid, n.superexec_pid)),
+                                self.superlink_pid, self.superexec_pid] if pid]
 
 
 # --- the commands (the same on real machines, with real addresses) -----------------------------
@@ -104,7 +126,8 @@ def superlink_command(fed: fz.Federation, host: str | None = None, database: str
     """
     address_host, port = split_address(fed.address)
     command = [_exe("flower-superlink", show), "--host", host or address_host, "--port", str(port),
-               "--database", database, "--disable-runtime-dependency-installation"]
+               "--database", database, "--disable-runtime-dependency-installation",
+               "--isolation", "process"]  # ServerApps: only through superexec_command's guard
     if fed.insecure:
         return command + ["--insecure"]
     certs = certificates(fed)
@@ -124,7 +147,8 @@ def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port:
                    "state-dir": show(state_dir),
                    **{k: show(Path(v)) if k.endswith("-dir") and v else v
                       for k, v in fed.node_config.items()}}
-    command = [_exe("flower-supernode", show), "--superlink", address or fed.address]
+    command = [_exe("flower-supernode", show), "--superlink", address or fed.address,
+               "--isolation", "process"]  # ClientApps: only through superexec_command's guard
     if port is not None:
         command += ["--port", str(port)]
     command += ["--node-config", fz.run_config_arg(node_config)]
@@ -136,6 +160,31 @@ def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port:
         command += ["--auth-supernode-private-key",
                     show(key or certificates(fed).node_key(index))]
     return command
+
+
+def superexec_command(runtime_address: str, trusted: Path, ca_file: Path | None = None,
+                      parent_pid: int | str | None = None, show: PathShow = str) -> list[str]:
+    """``gfmfr superexec``: the SuperExec beside a SuperLink or SuperNode started with
+    ``--isolation process``; it starts an app only if its FAB hash is pinned in ``trusted``.
+
+    ``runtime_address`` is that process's Runtime API as dialled from the same machine: the
+    SuperLink's own port (TLS: ``ca_file`` verifies it), a SuperNode's ``--port`` (plain HTTP on
+    loopback). ``parent_pid``: exit when that process exits.
+    """
+    command = [_exe("gfmfr", show), "superexec", "--trusted-apps", show(trusted),
+               "--runtime-api-address", runtime_address]
+    command += ["--root-certificates", show(ca_file)] if ca_file is not None else ["--insecure"]
+    return command + (["--parent-pid", str(parent_pid)] if parent_pid is not None else [])
+
+
+def superlink_runtime_address(fed: fz.Federation, host: str | None = None) -> str:
+    """Where the SuperLink's SuperExec dials its Runtime API (the SuperLink's port, same host;
+    all interfaces = loopback, as Flower's own SuperExec does)."""
+    bind, port = split_address(fed.address) if host is None else (host, split_address(
+        fed.address)[1])
+    if bind in ("0.0.0.0", "::", ""):
+        bind = "127.0.0.1"
+    return f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
 
 
 def register_command(fed: fz.Federation, index: int, show: PathShow = str) -> list[str]:
@@ -169,7 +218,8 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
     if fed.insecure:
         lines.append("# insecure = true: plain HTTP, for trying things only; anyone who reaches the "
                      "port can join and run apps (docs/deployment.md, threat model).")
-    step = iter(range(1, 5))
+    step = iter(range(1, 7))
+    trusted = f"{RUN_DB_FOLDER}/{fed.name}/{TRUSTED_APPS}"
     if not fed.insecure:
         certs = certificates(fed)
         lines += [f"# {next(step)}. Operator's machine: CA, SuperLink certificate naming the server"
@@ -180,11 +230,19 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
                   f"{show(certs.server_key)} to the server; {show(certs.ca_cert)} to every "
                   "client" + (f"; {show(certs.folder)}/keys/node-<i> to client i only"
                               if fed.node_auth else "")]
+    ca = None if fed.insecure else certificates(fed).ca_cert
+    lines += [f"# {next(step)}. Operator's machine: the app's FAB hash, the one app the machines "
+              "will run; send it to the server and every client out of band (like the CA "
+              "certificate; a client can check it with `gfmfr app-hash` on the same source)",
+              "gfmfr app-hash",
+              f"#    on the server and on each client: put it into {trusted} (one hash per line)"]
     lines += [f"# {next(step)}. Server machine: the SuperLink, its state in a file (registrations "
-              "survive a restart)",
+              "survive a restart), and beside it the SuperExec that starts only pinned ServerApps",
               f"mkdir -p {shlex.quote(str(Path(database).parent))} && "
               + shlex.join(superlink_command(fed, host=fed.bind or bind, database=database,
-                                             show=show))]
+                                             show=show)) + " &",
+              shlex.join(superexec_command(superlink_runtime_address(fed, fed.bind or bind),
+                                           Path(trusted), ca, show=show)) + " --parent-pid $!"]
     if fed.node_auth:
         lines += [f"# {next(step)}. Operator's machine: write flower.toml's connections for flwr, "
                   "then register each SuperNode's public key",
@@ -192,11 +250,15 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
         lines += [shlex.join(register_command(fed, i, show=show)) for i in range(count)]
     data = {} if "data-dir" in fed.node_config else {"data-dir": "data"}
     lines.append(f"# {next(step)}. Client machine i (one per user): its own data-dir (holding the "
-                 "dataset folder) and state-dir")
+                 f"dataset folder) and state-dir; beside the SuperNode the SuperExec that starts "
+                 f"only ClientApps pinned in its {trusted}")
     client = replace(fed, node_config={**fed.node_config, **data})
+    node_exec = shlex.join(superexec_command(f"127.0.0.1:{SUPERNODE_RUNTIME_PORT}",
+                                             Path(trusted), show=show)) + " --parent-pid $!"
     for i in range(count):
         lines.append(shlex.join(supernode_command(client, i, count, None, Path("state"),
-                                                  show=show, address=address)))
+                                                  show=show, address=address)) + " &")
+        lines.append(node_exec)
     lines += ["# Then, from the operator's machine:", shlex.join(["gfmfr", "run", fed.name])]
     return lines
 
@@ -213,6 +275,8 @@ def up(fed: fz.Federation, count: int) -> Deployment:
         _ensure_certificates(fed, count)
     fz.write_connections({fed.name: fz.connection_entry(fed, fz.SimulationSettings())})
     deployment = Deployment(fed.name, folder, count)
+    nodes = [Node(i, processes.free_port(), folder / "nodes" / f"node-{i}") for i in range(count)]
+    pin(fed, deployment, nodes, label="gfmfr deploy up")  # every machine's own file
     try:
         superlink = processes.start(superlink_command(fed), deployment.superlink_log,
                                     env={"FLWR_HOME": str(folder / "flwr-home")})
@@ -220,10 +284,14 @@ def up(fed: fz.Federation, count: int) -> Deployment:
         deployment.save()
         processes.wait_http(split_address(fed.address)[1], superlink, deployment.superlink_log,
                             ca_file=None if fed.insecure else fed.ca_file)
-        for index in range(count):
-            node = Node(index, processes.free_port(), folder / "nodes" / f"node-{index}")
+        deployment.superexec_pid = processes.start(
+            superexec_command(superlink_runtime_address(fed), deployment.trusted_apps,
+                              None if fed.insecure else certificates(fed).ca_cert, superlink.pid),
+            deployment.superlink_log, env={"FLWR_HOME": str(folder / "flwr-home")}).pid
+        deployment.save()
+        for node in nodes:
             if fed.node_auth:
-                node.node_id = register(fed, index)
+                node.node_id = register(fed, node.index)
             node.pid = start_node(fed, node, count).pid
             deployment.nodes.append(node)
             deployment.save()
@@ -248,11 +316,37 @@ def write_registry(deployment: Deployment) -> Path:
     return path
 
 
+def pin(fed: fz.Federation, deployment: Deployment, nodes: list[Node] | None = None,
+        label: str = "gfmfr deploy pin") -> str:
+    """Pin this checkout's FAB hash in the trusted-apps file of the SuperLink and of every
+    SuperNode of ``deployment`` (``up`` writes them afresh, ``gfmfr deploy pin`` adds the hash
+    after a change). Returns the hash. On real machines each owner edits their own file."""
+    app_hash = trusted_apps.fab_hash(fz.PROJECT_ROOT)  # what `gfmfr run` submits
+    line = trusted_apps.pin_text(app_hash, f"{label} {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}")
+    fresh = nodes is not None
+    for path in [deployment.trusted_apps, *(n.trusted_apps for n in
+                                            (deployment.nodes if nodes is None else nodes))]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh or not path.is_file():
+            path.write_text("# FAB hashes this machine runs (gfmfr app-hash); docs/deployment.md\n"
+                            + line)
+        elif app_hash not in trusted_apps.load(path):
+            with path.open("a") as handle:
+                handle.write(line)
+    return app_hash
+
+
 def start_node(fed: fz.Federation, node: Node, num_partitions: int) -> subprocess.Popen:
+    """The SuperNode, then its guarded SuperExec (``node.superexec_pid``), both logging into the
+    node's log; returns the SuperNode's process."""
     node.state_dir.mkdir(parents=True, exist_ok=True)
-    return processes.start(supernode_command(fed, node.index, num_partitions, node.port,
-                                             node.state_dir),
-                           node.log, env={"FLWR_HOME": str(node.folder / "flwr-home")})
+    env = {"FLWR_HOME": str(node.folder / "flwr-home")}
+    process = processes.start(supernode_command(fed, node.index, num_partitions, node.port,
+                                                node.state_dir), node.log, env=env)
+    node.superexec_pid = processes.start(
+        superexec_command(f"127.0.0.1:{node.port}", node.trusted_apps, parent_pid=process.pid),
+        node.log, env=env).pid
+    return process
 
 
 def restart_node(fed: fz.Federation, deployment: Deployment, index: int,
@@ -274,8 +368,7 @@ def restart_node(fed: fz.Federation, deployment: Deployment, index: int,
             f"deployment with `gfmfr deploy down {deployment.name}` and `gfmfr deploy up "
             f"{deployment.name}`, then continue the run with `gfmfr run {deployment.name} -c "
             "\"resume=true run-name='<its run-name>'\"`.")
-    if node.pid and _is_flower(node.pid):
-        processes.stop(node.pid)
+    processes.stop_all([pid for pid in (node.pid, node.superexec_pid) if _is_flower(pid)])
     deadline = time.monotonic() + timeout
     while node.node_id and node.node_id in online_nodes(fed.name):
         if time.monotonic() > deadline:
@@ -289,7 +382,8 @@ def restart_node(fed: fz.Federation, deployment: Deployment, index: int,
         deployment.save()
         if _connected(process, node.log, offset):
             return node
-        processes.stop(process.pid)  # refused or not yet accepted: never leave a second copy
+        # refused or not yet accepted: never leave a second copy
+        processes.stop_all([process.pid, node.superexec_pid])
         if time.monotonic() > deadline:
             raise RuntimeError(f"SuperNode {index} was not accepted again within {timeout:.0f} s;"
                                f" log: {node.log}\n{processes.tail(node.log)}")
@@ -301,8 +395,8 @@ def down(deployment: Deployment) -> list[int]:
     stopped = [pid for pid in deployment.pids() if _is_flower(pid)]
     processes.stop_all(stopped)
     for node in deployment.nodes:
-        node.pid = 0
-    deployment.superlink_pid = 0
+        node.pid = node.superexec_pid = 0
+    deployment.superlink_pid = deployment.superexec_pid = 0
     deployment.save()
     return stopped
 
@@ -400,7 +494,8 @@ def _connected(process: subprocess.Popen, log: Path, offset: int, timeout: float
 
 
 def _is_flower(pid: int) -> bool:
-    """True if ``pid`` is a live Flower process (never signal a pid the OS has since reused)."""
+    """True if ``pid`` is a live Flower process or our guarded SuperExec (``gfmfr superexec``):
+    never signal a pid the OS has since reused."""
     if pid <= 0:
         return False
     try:
@@ -414,6 +509,7 @@ def _is_flower(pid: int) -> bool:
         except ProcessLookupError:
             return False
     try:
-        return b"flower-super" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+    return b"flower-super" in cmdline or b"gfmfr\0superexec\0" in cmdline

@@ -140,6 +140,21 @@ def test_dry_run_prints_commands_for_separate_machines(tmp_path):
                       "data-dir": "data"}
     assert nodes[1][nodes[1].index("--auth-supernode-private-key") + 1] == "certs/keys/node-1"
     assert commands[-1] == ["gfmfr", "run", "tls"]
+    # issue 26: every machine runs only the pinned app: the SuperLink and each SuperNode in
+    # process isolation, each started in the background with a guarded SuperExec beside it
+    assert order.index("gfmfr app-hash") < order.index("mkdir -p .deploy/tls")
+    assert all(c[c.index("--isolation") + 1] == "process" for c in [link, *nodes])
+    guards = [i for i, c in enumerate(commands) if c[:2] == ["gfmfr", "superexec"]]
+    assert len(guards) == 3 and all(commands[i - 1][-1] == "&" for i in guards)
+    trusted = ".deploy/tls/trusted-apps.txt"
+    for i in guards:
+        guard = commands[i]
+        assert guard[guard.index("--trusted-apps") + 1] == trusted and guard[-2:] == [
+            "--parent-pid", "$!"]
+    server_guard, node_guard = commands[guards[0]], commands[guards[1]]
+    assert server_guard[server_guard.index("--runtime-api-address") + 1] == "127.0.0.1:9193"
+    assert server_guard[server_guard.index("--root-certificates") + 1] == "certs/ca.crt"
+    assert node_guard[node_guard.index("--runtime-api-address") + 1] == "127.0.0.1:9094"
 
     # a loopback address becomes a marked placeholder; a bind address and a node data-dir given
     # in flower.toml are used, relative to the checkout

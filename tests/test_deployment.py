@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from server_app import deploy, processes
+from server_app import deploy, processes, trusted_apps
 from server_app import federations as fz
 from server_app.certificates import write_node_keys
 from server_app.cli import main as gfmfr
@@ -228,6 +228,145 @@ def test_a_self_registered_key_cannot_take_a_users_slot(tls_deployment):
     newest = max((tmp_path / "results").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
     assert json.loads(newest.read_text())["rounds"][-1]["trained"] == USERS
     assert "Receiving: train" not in (tmp_path / "rogue.log").read_text(errors="replace")
+
+
+FOREIGN_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "foreignapp"
+version = "1.0.0"
+dependencies = ["flwr>=1.42"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["foreignapp"]
+
+[tool.flwr.app]
+publisher = "mallory"
+
+[tool.flwr.app.components]
+serverapp = "foreignapp.server:app"
+clientapp = "foreignapp.client:app"
+
+[tool.flwr.app.config]
+marker-dir = "MARKERS"
+"""
+FOREIGN_CLIENT = """from pathlib import Path
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+app = ClientApp()
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    for folder in (context.node_config.get("state-dir"), context.run_config["marker-dir"]):
+        Path(str(folder)).mkdir(parents=True, exist_ok=True)
+        (Path(str(folder)) / f"FOREIGN-MARKER-{context.node_id}").write_text("ran")
+    return Message(RecordDict({"c": ConfigRecord({"ran": 1})}), reply_to=msg)
+"""
+FOREIGN_SERVER = """from pathlib import Path
+
+from flwr.app import Context, Message, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    folder = Path(str(context.run_config["marker-dir"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "FOREIGN-SERVER-MARKER").write_text("ran")
+    grid.send_and_receive([Message(RecordDict(), dst_node_id=node, message_type="query")
+                           for node in grid.get_node_ids()], timeout=90)
+"""
+
+
+def write_foreign_app(folder: Path, markers: Path) -> Path:
+    """A minimal Flower app of someone else's: its ServerApp and ClientApp leave marker files
+    (the ClientApp in its node's ``state-dir``, where the users' private state lives)."""
+    package = folder / "foreignapp"
+    package.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(FOREIGN_PYPROJECT.replace("MARKERS", str(markers)))
+    (package / "__init__.py").write_text("")
+    (package / "client.py").write_text(FOREIGN_CLIENT)
+    (package / "server.py").write_text(FOREIGN_SERVER)
+    return folder
+
+
+def _run_info(connection: str, run_id: int) -> dict:
+    done = subprocess.run([processes.executable("flwr"), "ls", connection, "--run-id",
+                           str(run_id), "--format", "json"], capture_output=True, text=True,
+                          env=processes.environment(), check=False)
+    try:
+        return json.loads(done.stdout)["runs"][0]
+    except (ValueError, KeyError, IndexError):
+        return {}
+
+
+def test_a_foreign_app_runs_neither_on_the_server_nor_on_a_supernode(tls_deployment, tmp_path):
+    """The attack of issue 26: with only the address and ca.crt, `flwr run` an app of one's own.
+    Every machine's guarded SuperExec (`gfmfr superexec`) refuses its FAB hash before installing
+    anything: the SuperLink's fails the run; and where the server trusts it (a careless or
+    compromised operator), each SuperNode's still refuses it and answers with an error, so no
+    ClientApp of it runs and the nodes go on: a genuine run completes afterwards.
+
+    It runs after the kill-and-restart test, which needs node 1's state-dir still empty."""
+    fed, state, home = tls_deployment
+    markers = tmp_path / "markers"
+    app = write_foreign_app(tmp_path / "foreignapp", markers)
+    foreign = trusted_apps.fab_hash(app)
+    refusal = f"[gfmfr] refused app with FAB hash {foreign}"
+
+    def submit() -> int:
+        done = subprocess.run([processes.executable("flwr"), "run", str(app), fed.name],
+                              capture_output=True, text=True, env=processes.environment(),
+                              check=False)
+        run_id = processes.run_id_from_output(done.stdout + done.stderr)
+        assert run_id is not None, done.stdout + done.stderr
+        return run_id
+
+    def ended(run_id: int) -> bool:
+        return str(_run_info(fed.name, run_id).get("status", "")).startswith("finished")
+
+    # 1. the server refuses: the run fails at once, saying why; nothing ran anywhere
+    run_id = submit()
+    wait_for(lambda: ended(run_id), 60, "the foreign run to be refused")
+    info = _run_info(fed.name, run_id)
+    assert info["status"] == "finished:failed" and foreign in info["status-details"], info
+    assert refusal in state.superlink_log.read_text(errors="replace")
+    assert not markers.exists()
+
+    # 2. the server trusts it: its ServerApp runs and sends every SuperNode a message, each
+    #    node's SuperExec refuses it and replies with an error
+    original = state.trusted_apps.read_text()
+    offsets = {node.index: node.log.stat().st_size for node in state.nodes}
+
+    def refused_by(node: deploy.Node) -> bool:
+        return refusal in node.log.read_bytes()[offsets[node.index]:].decode(errors="replace")
+
+    try:
+        with state.trusted_apps.open("a") as handle:
+            handle.write(trusted_apps.pin_text(foreign, "test: the server trusts it"))
+        run_id = submit()
+        wait_for(lambda: all(refused_by(n) for n in state.nodes), 120, "every node's refusal")
+        wait_for(lambda: ended(run_id), 120, "the foreign ServerApp to end")
+    finally:
+        state.trusted_apps.write_text(original)
+    assert (markers / "FOREIGN-SERVER-MARKER").is_file()  # the server ran what it trusted
+    assert not list(markers.glob("FOREIGN-MARKER-*"))  # no ClientApp of it ran
+    assert not [p for n in state.nodes for p in n.state_dir.glob("FOREIGN-MARKER-*")]
+    for node in state.nodes:  # each refusal was answered: the node sent a reply and went on
+        assert "Sent successfully" in node.log.read_bytes()[offsets[node.index]:].decode(
+            errors="replace")
+
+    # 3. the refused messages stalled no node: the genuine app still runs everywhere
+    finish(start_run(home / "flower.toml", "-c", "num-server-rounds=1"))
+    newest = max((home / "results").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(newest.read_text())["rounds"][-1]["trained"] == USERS
 
 
 def _processes_of(fed: fz.Federation, state: deploy.Deployment) -> list[str]:
