@@ -180,8 +180,8 @@ def superexec_command(runtime_address: str, trusted: Path, ca_file: Path | None 
 def superlink_runtime_address(fed: fz.Federation, host: str | None = None) -> str:
     """Where the SuperLink's SuperExec dials its Runtime API (the SuperLink's port, same host;
     all interfaces = loopback, as Flower's own SuperExec does)."""
-    bind, port = split_address(fed.address) if host is None else (host, split_address(
-        fed.address)[1])
+    address_host, port = split_address(fed.address)
+    bind = host or address_host
     if bind in ("0.0.0.0", "::", ""):
         bind = "127.0.0.1"
     return f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"

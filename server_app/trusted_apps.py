@@ -91,15 +91,19 @@ class TrustedApps:
         self.reload()
 
     def reload(self) -> None:
-        try:
-            stat = self.path.stat()
-            self._stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            self._stamp = None
+        self._stamp = self._file_stamp()
         try:
             self._hashes, self._error = load(self.path), None
         except TrustedAppsError as error:
             self._hashes, self._error = frozenset(), str(error)
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        """(modification time, size) of the file, None while it cannot be read."""
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
 
     @property
     def hashes(self) -> frozenset[str]:
@@ -110,11 +114,7 @@ class TrustedApps:
         return self._error
 
     def check(self, fab_hash: str | None) -> str | None:
-        try:
-            stat = self.path.stat()
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stamp = None
+        stamp = self._file_stamp()
         if stamp != self._stamp or stamp is None:
             self.reload()
         if self._error is not None:
