@@ -13,13 +13,17 @@ process`` beside a ``gfmfr superexec`` (``server_app/superexec.py``) that starts
 ClientApp only when the app's FAB hash is pinned in that machine's ``trusted-apps.txt``; ``up``
 pins the hash of this checkout (``gfmfr app-hash``), ``gfmfr deploy pin NAME`` adds the current
 one after a change. Each SuperExec is started after its SuperLink / SuperNode, with
-``--parent-pid`` (it exits when they do), and recorded and stopped with them.
+``--parent-pid`` (it exits when they do), and recorded and stopped with them. Each pair shares a
+fresh random secret (``superexec.secret``, Flower's ``--superexec-auth-secret-file``): the
+Runtime API then hands tasks only to a SuperExec holding it, so a caller on the SuperLink's public
+port cannot take the ServerApp's task (and with it the run's context and client updates).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import time
@@ -35,6 +39,8 @@ from server_app.certificates import Certificates, generate
 STATE_FILE = "deployment.json"
 REGISTRY_FILE = "node-registry.json"  # node id -> partition-id, for run-config node-registry
 TRUSTED_APPS = "trusted-apps.txt"  # per machine: the FAB hashes its SuperExec runs
+SUPEREXEC_SECRET = "superexec.secret"  # per machine: the Runtime API's shared secret (HMAC key)
+SECRET_BYTES = 32
 SUPERNODE_RUNTIME_PORT = 9094  # Flower's default Runtime API port of a SuperNode (--port)
 RUN_DB_FOLDER = fz.RUN_DIR  # --dry-run: the SuperLink database under .deploy/<name>/
 PathShow = Callable[[Path], str]  # how a command shows a path (absolute here, relative in --dry-run)
@@ -69,6 +75,10 @@ class Node:
     def state_dir(self) -> Path:
         return self.folder / "state"
 
+    @property
+    def secret(self) -> Path:
+        return self.folder / SUPEREXEC_SECRET
+
 
 @dataclass
 class Deployment:
@@ -88,6 +98,10 @@ class Deployment:
     @property
     def trusted_apps(self) -> Path:
         return self.folder / TRUSTED_APPS
+
+    @property
+    def secret(self) -> Path:
+        return self.folder / SUPEREXEC_SECRET
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -118,16 +132,18 @@ SERVER_PLACEHOLDER = "<server-host>"  # --dry-run of a loopback federation: the 
 
 
 def superlink_command(fed: fz.Federation, host: str | None = None, database: str = IN_MEMORY,
-                      show: PathShow = str) -> list[str]:
+                      show: PathShow = str, secret: Path | None = None) -> list[str]:
     """``flower-superlink`` for ``fed``; on a server, pass ``host="0.0.0.0"`` to listen on all.
 
     ``database`` is a file on a server (registrations and runs survive a SuperLink restart);
-    ``gfmfr deploy up`` uses memory, so that every ``up`` registers its keys afresh.
+    ``gfmfr deploy up`` uses memory, so that every ``up`` registers its keys afresh. ``secret``:
+    the file its SuperExec also reads (``superexec_command``); None = any caller may take tasks.
     """
     address_host, port = split_address(fed.address)
     command = [_exe("flower-superlink", show), "--host", host or address_host, "--port", str(port),
                "--database", database, "--disable-runtime-dependency-installation",
                "--isolation", "process"]  # ServerApps: only through superexec_command's guard
+    command += _secret_args(secret, show)
     if fed.insecure:
         return command + ["--insecure"]
     certs = certificates(fed)
@@ -138,10 +154,11 @@ def superlink_command(fed: fz.Federation, host: str | None = None, database: str
 
 def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port: int | None,
                       state_dir: Path, key: Path | None = None, show: PathShow = str,
-                      address: str | None = None) -> list[str]:
+                      address: str | None = None, secret: Path | None = None) -> list[str]:
     """``flower-supernode`` holding user ``index``; ``key`` defaults to the node's own key.
 
-    ``port`` (its ClientApp API) must be unique per machine; None = Flower's default.
+    ``port`` (its ClientApp API) must be unique per machine; None = Flower's default. ``secret``:
+    as for ``superlink_command`` (the node's Runtime API listens on loopback: other local users).
     """
     node_config = {"partition-id": index, "num-partitions": num_partitions,
                    "state-dir": show(state_dir),
@@ -151,6 +168,7 @@ def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port:
                "--isolation", "process"]  # ClientApps: only through superexec_command's guard
     if port is not None:
         command += ["--port", str(port)]
+    command += _secret_args(secret, show)
     command += ["--node-config", fz.run_config_arg(node_config)]
     if fed.insecure:
         command.append("--insecure")
@@ -163,18 +181,39 @@ def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port:
 
 
 def superexec_command(runtime_address: str, trusted: Path, ca_file: Path | None = None,
-                      parent_pid: int | str | None = None, show: PathShow = str) -> list[str]:
+                      parent_pid: int | str | None = None, show: PathShow = str,
+                      secret: Path | None = None) -> list[str]:
     """``gfmfr superexec``: the SuperExec beside a SuperLink or SuperNode started with
     ``--isolation process``; it starts an app only if its FAB hash is pinned in ``trusted``.
 
     ``runtime_address`` is that process's Runtime API as dialled from the same machine: the
     SuperLink's own port (TLS: ``ca_file`` verifies it), a SuperNode's ``--port`` (plain HTTP on
-    loopback). ``parent_pid``: exit when that process exits.
+    loopback). ``parent_pid``: exit when that process exits; ``secret``: the file that process
+    was started with.
     """
     command = [_exe("gfmfr", show), "superexec", "--trusted-apps", show(trusted),
-               "--runtime-api-address", runtime_address]
+               "--runtime-api-address", runtime_address, *_secret_args(secret, show)]
     command += ["--root-certificates", show(ca_file)] if ca_file is not None else ["--insecure"]
     return command + (["--parent-pid", str(parent_pid)] if parent_pid is not None else [])
+
+
+def _secret_args(secret: Path | None, show: PathShow) -> list[str]:
+    return [] if secret is None else ["--superexec-auth-secret-file", show(secret)]
+
+
+def write_secret(path: Path) -> Path:
+    """A fresh random Runtime API secret at ``path``, readable by its owner only (0600).
+
+    Flower reads the file as raw bytes and derives the HMAC key from them; a SuperExec signs
+    every ``AcquireTask`` with it, and the Runtime API refuses unsigned or wrongly signed ones.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+        handle.write(secrets.token_bytes(SECRET_BYTES))
+    os.replace(tmp, path)
+    return path
 
 
 def superlink_runtime_address(fed: fz.Federation, host: str | None = None) -> str:
@@ -220,6 +259,9 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
                      "port can join and run apps (docs/deployment.md, threat model).")
     step = iter(range(1, 7))
     trusted = f"{RUN_DB_FOLDER}/{fed.name}/{TRUSTED_APPS}"
+    secret = Path(f"{RUN_DB_FOLDER}/{fed.name}/{SUPEREXEC_SECRET}")
+    new_secret = (f"(umask 077 && head -c {SECRET_BYTES} /dev/urandom > "
+                  f"{shlex.quote(str(secret))})")
     if not fed.insecure:
         certs = certificates(fed)
         lines += [f"# {next(step)}. Operator's machine: CA, SuperLink certificate naming the server"
@@ -237,12 +279,14 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
               "gfmfr app-hash",
               f"#    on the server and on each client: put it into {trusted} (one hash per line)"]
     lines += [f"# {next(step)}. Server machine: the SuperLink, its state in a file (registrations "
-              "survive a restart), and beside it the SuperExec that starts only pinned ServerApps",
-              f"mkdir -p {shlex.quote(str(Path(database).parent))} && "
-              + shlex.join(superlink_command(fed, host=fed.bind or bind, database=database,
-                                             show=show)) + " &",
+              "survive a restart), and beside it the SuperExec that starts only pinned ServerApps;"
+              " the two share a random secret that no other caller of the port has",
+              f"mkdir -p {shlex.quote(str(Path(database).parent))} && {new_secret}",
+              shlex.join(superlink_command(fed, host=fed.bind or bind, database=database,
+                                           show=show, secret=secret)) + " &",
               shlex.join(superexec_command(superlink_runtime_address(fed, fed.bind or bind),
-                                           Path(trusted), ca, show=show)) + " --parent-pid $!"]
+                                           Path(trusted), ca, show=show, secret=secret))
+              + " --parent-pid $!"]
     if fed.node_auth:
         lines += [f"# {next(step)}. Operator's machine: write flower.toml's connections for flwr, "
                   "then register each SuperNode's public key",
@@ -251,14 +295,16 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
     data = {} if "data-dir" in fed.node_config else {"data-dir": "data"}
     lines.append(f"# {next(step)}. Client machine i (one per user): its own data-dir (holding the "
                  f"dataset folder) and state-dir; beside the SuperNode the SuperExec that starts "
-                 f"only ClientApps pinned in its {trusted}")
+                 f"only ClientApps pinned in its {trusted}, the two sharing a secret of their own")
     client = replace(fed, node_config={**fed.node_config, **data})
     node_exec = shlex.join(superexec_command(f"127.0.0.1:{SUPERNODE_RUNTIME_PORT}",
-                                             Path(trusted), show=show)) + " --parent-pid $!"
+                                             Path(trusted), show=show, secret=secret))
     for i in range(count):
+        lines.append(f"mkdir -p {shlex.quote(str(secret.parent))} && {new_secret}")
         lines.append(shlex.join(supernode_command(client, i, count, None, Path("state"),
-                                                  show=show, address=address)) + " &")
-        lines.append(node_exec)
+                                                  show=show, address=address, secret=secret))
+                     + " &")
+        lines.append(node_exec + " --parent-pid $!")
     lines += ["# Then, from the operator's machine:", shlex.join(["gfmfr", "run", fed.name])]
     return lines
 
@@ -277,8 +323,10 @@ def up(fed: fz.Federation, count: int) -> Deployment:
     deployment = Deployment(fed.name, folder, count)
     nodes = [Node(i, processes.free_port(), folder / "nodes" / f"node-{i}") for i in range(count)]
     pin(fed, deployment, nodes, label="gfmfr deploy up")  # every machine's own file
+    write_secret(deployment.secret)
     try:
-        superlink = processes.start(superlink_command(fed), deployment.superlink_log,
+        superlink = processes.start(superlink_command(fed, secret=deployment.secret),
+                                    deployment.superlink_log,
                                     env={"FLWR_HOME": str(folder / "flwr-home")})
         deployment.superlink_pid = superlink.pid
         deployment.save()
@@ -286,10 +334,12 @@ def up(fed: fz.Federation, count: int) -> Deployment:
                             ca_file=None if fed.insecure else fed.ca_file)
         deployment.superexec_pid = processes.start(
             superexec_command(superlink_runtime_address(fed), deployment.trusted_apps,
-                              None if fed.insecure else certificates(fed).ca_cert, superlink.pid),
+                              None if fed.insecure else certificates(fed).ca_cert, superlink.pid,
+                              secret=deployment.secret),
             deployment.superlink_log, env={"FLWR_HOME": str(folder / "flwr-home")}).pid
         deployment.save()
         for node in nodes:
+            write_secret(node.secret)
             if fed.node_auth:
                 node.node_id = register(fed, node.index)
             node.pid = start_node(fed, node, count).pid
@@ -341,11 +391,14 @@ def start_node(fed: fz.Federation, node: Node, num_partitions: int) -> subproces
     node's log; returns the SuperNode's process."""
     node.state_dir.mkdir(parents=True, exist_ok=True)
     env = {"FLWR_HOME": str(node.folder / "flwr-home")}
+    if not node.secret.is_file():
+        write_secret(node.secret)
     process = processes.start(supernode_command(fed, node.index, num_partitions, node.port,
-                                                node.state_dir), node.log, env=env)
+                                                node.state_dir, secret=node.secret),
+                              node.log, env=env)
     node.superexec_pid = processes.start(
-        superexec_command(f"127.0.0.1:{node.port}", node.trusted_apps, parent_pid=process.pid),
-        node.log, env=env).pid
+        superexec_command(f"127.0.0.1:{node.port}", node.trusted_apps, parent_pid=process.pid,
+                          secret=node.secret), node.log, env=env).pid
     return process
 
 

@@ -120,7 +120,8 @@ def test_dry_run_prints_commands_for_separate_machines(tmp_path):
     lines = deploy.dry_run(tls, 2)
     commands = [shlex.split(x) for x in lines if not x.startswith("#")]
     assert not any(str(tmp_path) in x or str(ROOT) in x for x in lines)
-    assert not any(word.startswith("/") for command in commands for word in command)
+    assert not any(word.startswith("/") and word != "/dev/urandom"
+                   for command in commands for word in command)
     (certs,) = [c for c in commands if c[:2] == ["gfmfr", "certs"]]
     assert certs[certs.index("--hosts") + 1] == "server.example.org" and "--nodes" in certs
     (link,) = [c[c.index("flower-superlink"):] for c in commands if "flower-superlink" in c]
@@ -155,6 +156,13 @@ def test_dry_run_prints_commands_for_separate_machines(tmp_path):
     assert server_guard[server_guard.index("--runtime-api-address") + 1] == "127.0.0.1:9193"
     assert server_guard[server_guard.index("--root-certificates") + 1] == "certs/ca.crt"
     assert node_guard[node_guard.index("--runtime-api-address") + 1] == "127.0.0.1:9094"
+    # each Runtime API takes tasks only from the SuperExec holding its machine's fresh secret
+    secret = ".deploy/tls/superexec.secret"
+    for command in [link, *nodes, *(commands[i] for i in guards)]:
+        assert command[command.index("--superexec-auth-secret-file") + 1] == secret
+    made = [i for i, x in enumerate(lines) if f"/dev/urandom > {secret}" in x]
+    assert len(made) == 3 and all("umask 077" in lines[i] for i in made)
+    assert made[0] < min(i for i, x in enumerate(lines) if x.startswith("flower-superlink"))
 
     # a loopback address becomes a marked placeholder; a bind address and a node data-dir given
     # in flower.toml are used, relative to the checkout

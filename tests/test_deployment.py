@@ -297,6 +297,44 @@ def write_foreign_app(folder: Path, markers: Path) -> Path:
     return folder
 
 
+def test_a_superexec_without_the_secret_gets_no_task(tls_deployment, tmp_path):
+    """Issue 26, the Runtime API: the SuperLink serves it on the public port, so anyone with the
+    address and ca.crt could run a SuperExec of their own and take the ServerApp's task (the
+    run's context and every client update). Every Runtime API of a deployment takes tasks only
+    from a SuperExec signed with its machine's secret: Flower's own SuperExec without it, or with
+    another secret, is refused by the SuperLink and by a SuperNode, and ours keep running."""
+    fed, state, _ = tls_deployment
+    wrong = deploy.write_secret(tmp_path / "wrong.secret")
+    ca = deploy.certificates(fed).ca_cert
+    targets = [(state.superlink_log, ["--runtime-api-address", deploy.superlink_runtime_address(fed),
+                                      "--root-certificates", str(ca)]),
+               (state.nodes[0].log, ["--runtime-api-address", f"127.0.0.1:{state.nodes[0].port}",
+                                     "--insecure"])]
+    refused = "SuperExec authentication failed"
+    offsets = [log.stat().st_size for log, _ in targets]
+    rogues = []
+    try:
+        for i, (_, address) in enumerate(targets):
+            for j, secret in enumerate([[], ["--superexec-auth-secret-file", str(wrong)]]):
+                rogues.append(processes.start([processes.executable("flower-superexec"), *address,
+                                               *secret], tmp_path / f"rogue-{i}-{j}.log"))
+        codes = [rogue.wait(timeout=60) for rogue in rogues]  # still polling = it was let in
+    finally:
+        processes.stop_all([r.pid for r in rogues])
+    assert codes == [0, 0, 0, 0]  # Flower's SuperExec stops once the Runtime API refuses it
+    for (log, _), offset in zip(targets, offsets, strict=True):
+        assert log.read_bytes()[offset:].decode(errors="replace").count(refused) >= 2, log
+    assert secrets_private(state)
+    assert all(deploy._is_flower(pid) for pid in state.pids())  # ours: still there, still let in
+
+
+def secrets_private(state: deploy.Deployment) -> bool:
+    """Every machine's secret exists, is readable by its owner only, and differs from the rest."""
+    files = [state.secret, *(n.secret for n in state.nodes)]
+    return (all(f.stat().st_mode & 0o077 == 0 and f.stat().st_size == deploy.SECRET_BYTES
+                for f in files) and len({f.read_bytes() for f in files}) == len(files))
+
+
 def _run_info(connection: str, run_id: int) -> dict:
     done = subprocess.run([processes.executable("flwr"), "ls", connection, "--run-id",
                            str(run_id), "--format", "json"], capture_output=True, text=True,
