@@ -87,7 +87,7 @@ class RunConfig:
     lr_decay_to: float = 0.1  # local rates in the last round as a share of round 1's (cosine)
     weight_decay: float = 0.0
     item_aggregation: str = "rows"  # rows | all: item-table rows averaged over who trained them
-    dense_weights: str = "examples"  # examples | uniform: how dense layers (NCF's MLP) are averaged
+    dense_weights: str = "uniform"  # uniform | examples: how dense layers (NCF's MLP) are averaged
     server_lr: float = 3.0  # server step on the mean update (FedAvg = 1)
     server_lr_end: float = 0.0  # server step in the last round, cosine from server-lr (0 = constant)
     neg_per_pos: int = 4

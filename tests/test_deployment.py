@@ -25,6 +25,7 @@ from server_app import deploy, processes, trusted_apps
 from server_app import federations as fz
 from server_app.certificates import write_node_keys
 from server_app.cli import main as gfmfr
+from strategies.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -425,24 +426,57 @@ def _processes_of(fed: fz.Federation, state: deploy.Deployment) -> list[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="reads processes from /proc")
-def test_superlink_crash_then_restart_then_down_leaves_no_process(flwr_env, tmp_path):
-    """Issue 26: the SuperLink dies; `deploy restart` of a node is refused with the recovery
-    commands (it once started another SuperNode copy on each try) and `deploy down` then stops
-    every process of the deployment, ClientApps included."""
-    fed = flower_toml(tmp_path, tls=False, run_config=SMALL)
+def test_superlink_crash_then_down_up_and_resume(flwr_env, tmp_path):
+    """Issue 26, crash recovery as docs/deployment.md tells it: the SuperLink dies mid-run;
+    `deploy restart` of a node is refused with the recovery commands (it once started another
+    SuperNode copy on each try); `deploy down` stops every process of the deployment, ClientApps
+    included; `deploy up` and `gfmfr run -c "resume=true run-name=..."` continue the run from
+    the server's checkpoint, with every user's private state restored from its state-dir."""
+    fed = flower_toml(tmp_path, tls=False, run_config=SMALL + ", num-server-rounds = 4, "
+                      "num-groups = 2")
     toml = tmp_path / "flower.toml"
+    checkpoint = tmp_path / "results" / "crashed" / "checkpoint.npz"
     with deployed(fed, toml) as state:
         assert _processes_of(fed, state)  # the check sees the running deployment
-        os.killpg(state.superlink_pid, signal.SIGKILL)
-        wait_for(lambda: not deploy._is_flower(state.superlink_pid), 30, "the SuperLink to die")
+        run = start_run(toml, "-c", "run-name='crashed'")
+        try:
+            wait_for(lambda: _checkpoint_round(checkpoint) >= 1 or run.poll() is not None, 300,
+                     "round 1's checkpoint")
+            assert run.poll() is None, run.communicate()[0][-3000:]  # it ended before the crash
+            os.killpg(state.superlink_pid, signal.SIGKILL)
+            wait_for(lambda: not deploy._is_flower(state.superlink_pid), 30, "the SuperLink to die")
+        finally:
+            processes.stop(run.pid)
+        crashed_at = _checkpoint_round(checkpoint)
+        assert crashed_at < 4, "the run ended before the crash: nothing left to resume"
         restart = subprocess.run([sys.executable, "-m", "server_app.cli", "deploy", "restart",
                                   "d", "1", "--flower-toml", str(toml)], cwd=ROOT,
                                  capture_output=True, text=True, timeout=120)
         assert restart.returncode != 0
         assert "is not running" in restart.stderr and "gfmfr deploy up d" in restart.stderr
+        assert "resume=true" in restart.stderr
         assert [n.pid for n in deploy.Deployment.load(fed.run_dir).nodes] == \
             [n.pid for n in state.nodes]  # no new copy recorded (or started)
     deadline = time.monotonic() + 20  # a killed group's last children may take a moment
     while (left := _processes_of(fed, state)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left, left
+
+    with deployed(fed, toml) as state:
+        offsets = {node.index: node.log.stat().st_size for node in state.nodes}
+        finish(start_run(toml, "-c", "resume=true run-name='crashed'"))
+        done = json.loads((checkpoint.parent / "summary.json").read_text())
+        assert done["config"]["resume"] is True
+        assert [r["round"] for r in done["rounds"]] == list(range(5))  # 0: before training
+        assert all(r["trained"] == USERS for r in done["rounds"] if r["round"] > crashed_at)
+        for node in state.nodes:  # each user went on from its own saved parameters
+            log = node.log.read_bytes()[offsets[node.index]:].decode(errors="replace")
+            assert f"restored the private state of user {node.index}" in log, log[-2000:]
+
+
+def _checkpoint_round(path: Path) -> int:
+    """The last round saved in the server's checkpoint (-1: none yet; 0: before training)."""
+    try:
+        return load_checkpoint(path)[1]["history"]["rounds"][-1]["round"]
+    except (FileNotFoundError, OSError, ValueError, KeyError, IndexError):
+        return -1
