@@ -16,7 +16,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.superlink.grid import InMemoryGrid
 
 from datasets.registry import load_dataset
-from server_app import linkstate_index
+from server_app import linkstate_index, run_config_lock
 from server_app.nodes import connect_nodes, load_registry
 from server_app.results import run_name, summary, write_results
 from server_app.run_log import encoder_progress_in_log, without_flower_history
@@ -34,6 +34,7 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> FedRecStrategy:
     """Run one federated job; returns the strategy (its ``history``) for callers in-process."""
+    run_config_lock.check(dict(context.run_config))  # a deployment's operator-fixed values
     cfg = RunConfig.from_run_config(dict(context.run_config))
     spec, backbone = strategy_spec(cfg), backbone_name(cfg)
     seed_everything(cfg.seed)

@@ -33,11 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from server_app import federations as fz
-from server_app import processes, trusted_apps
+from server_app import processes, run_config_lock, trusted_apps
 from server_app.certificates import Certificates, generate
 
 STATE_FILE = "deployment.json"
 REGISTRY_FILE = "node-registry.json"  # node id -> partition-id, for run-config node-registry
+LOCKED_RUN_CONFIG = "locked-run-config.toml"  # server: run-config values no run may change
 TRUSTED_APPS = "trusted-apps.txt"  # per machine: the FAB hashes its SuperExec runs
 SUPEREXEC_SECRET = "superexec.secret"  # per machine: the Runtime API's shared secret (HMAC key)
 SECRET_BYTES = 32
@@ -102,6 +103,10 @@ class Deployment:
     @property
     def secret(self) -> Path:
         return self.folder / SUPEREXEC_SECRET
+
+    @property
+    def locked_run_config(self) -> Path:
+        return self.folder / LOCKED_RUN_CONFIG
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -182,17 +187,18 @@ def supernode_command(fed: fz.Federation, index: int, num_partitions: int, port:
 
 def superexec_command(runtime_address: str, trusted: Path, ca_file: Path | None = None,
                       parent_pid: int | str | None = None, show: PathShow = str,
-                      secret: Path | None = None) -> list[str]:
+                      secret: Path | None = None, locked: Path | None = None) -> list[str]:
     """``gfmfr superexec``: the SuperExec beside a SuperLink or SuperNode started with
     ``--isolation process``; it starts an app only if its FAB hash is pinned in ``trusted``.
 
     ``runtime_address`` is that process's Runtime API as dialled from the same machine: the
     SuperLink's own port (TLS: ``ca_file`` verifies it), a SuperNode's ``--port`` (plain HTTP on
     loopback). ``parent_pid``: exit when that process exits; ``secret``: the file that process
-    was started with.
+    was started with; ``locked``: the server's locked run config (``run_config_lock``).
     """
-    command = [_exe("gfmfr", show), "superexec", "--trusted-apps", show(trusted),
-               "--runtime-api-address", runtime_address, *_secret_args(secret, show)]
+    command = [_exe("gfmfr", show), "superexec", "--trusted-apps", show(trusted)]
+    command += ["--locked-run-config", show(locked)] if locked is not None else []
+    command += ["--runtime-api-address", runtime_address, *_secret_args(secret, show)]
     command += ["--root-certificates", show(ca_file)] if ca_file is not None else ["--insecure"]
     return command + (["--parent-pid", str(parent_pid)] if parent_pid is not None else [])
 
@@ -260,6 +266,8 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
     step = iter(range(1, 7))
     trusted = f"{RUN_DB_FOLDER}/{fed.name}/{TRUSTED_APPS}"
     secret = Path(f"{RUN_DB_FOLDER}/{fed.name}/{SUPEREXEC_SECRET}")
+    locked = Path(f"{RUN_DB_FOLDER}/{fed.name}/{LOCKED_RUN_CONFIG}")
+    registry = f"{RUN_DB_FOLDER}/{fed.name}/{REGISTRY_FILE}"
     new_secret = (f"(umask 077 && head -c {SECRET_BYTES} /dev/urandom > "
                   f"{shlex.quote(str(secret))})")
     if not fed.insecure:
@@ -281,17 +289,25 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
     lines += [f"# {next(step)}. Server machine: the SuperLink, its state in a file (registrations "
               "survive a restart), and beside it the SuperExec that starts only pinned ServerApps;"
               " the two share a random secret that no other caller of the port has",
-              f"mkdir -p {shlex.quote(str(Path(database).parent))} && {new_secret}",
+              f"mkdir -p {shlex.quote(str(Path(database).parent))} && {new_secret} && "
+              f"touch {shlex.quote(str(locked))}",
               shlex.join(superlink_command(fed, host=fed.bind or bind, database=database,
                                            show=show, secret=secret)) + " &",
               shlex.join(superexec_command(superlink_runtime_address(fed, fed.bind or bind),
-                                           Path(trusted), ca, show=show, secret=secret))
+                                           Path(trusted), ca, show=show, secret=secret,
+                                           locked=locked))
               + " --parent-pid $!"]
     if fed.node_auth:
         lines += [f"# {next(step)}. Operator's machine: write flower.toml's connections for flwr, "
                   "then register each SuperNode's public key",
                   "gfmfr sync"]
         lines += [shlex.join(register_command(fed, i, show=show)) for i in range(count)]
+        lines += [f"#    on the server: write {registry} ({{\"<node-id>\": <i>, ...}} from the "
+                  f"node-ids printed above), set node-registry = \"{registry}\" in the "
+                  "federation's run-config in flower.toml, and lock it, so that no `flwr run` "
+                  "can switch the binding of keys to users off:",
+                  shlex.join(["echo", f"node-registry = {json.dumps(registry)}"]) + " > "
+                  + shlex.quote(str(locked))]
     data = {} if "data-dir" in fed.node_config else {"data-dir": "data"}
     lines.append(f"# {next(step)}. Client machine i (one per user): its own data-dir (holding the "
                  f"dataset folder) and state-dir; beside the SuperNode the SuperExec that starts "
@@ -324,6 +340,7 @@ def up(fed: fz.Federation, count: int) -> Deployment:
     nodes = [Node(i, processes.free_port(), folder / "nodes" / f"node-{i}") for i in range(count)]
     pin(fed, deployment, nodes, label="gfmfr deploy up")  # every machine's own file
     write_secret(deployment.secret)
+    run_config_lock.write(deployment.locked_run_config, {})  # node-registry once it is written
     try:
         superlink = processes.start(superlink_command(fed, secret=deployment.secret),
                                     deployment.superlink_log,
@@ -335,7 +352,7 @@ def up(fed: fz.Federation, count: int) -> Deployment:
         deployment.superexec_pid = processes.start(
             superexec_command(superlink_runtime_address(fed), deployment.trusted_apps,
                               None if fed.insecure else certificates(fed).ca_cert, superlink.pid,
-                              secret=deployment.secret),
+                              secret=deployment.secret, locked=deployment.locked_run_config),
             deployment.superlink_log, env={"FLWR_HOME": str(folder / "flwr-home")}).pid
         deployment.save()
         for node in nodes:
@@ -347,7 +364,8 @@ def up(fed: fz.Federation, count: int) -> Deployment:
             deployment.save()
         wait_online(fed.name, deployment)
         if fed.node_auth:
-            write_registry(deployment)
+            registry = write_registry(deployment)
+            run_config_lock.write(deployment.locked_run_config, {"node-registry": str(registry)})
     except BaseException:
         down(deployment)
         raise

@@ -36,6 +36,7 @@ trusted-apps file); what the submitter sees names the hash but no path of the ma
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from logging import ERROR, INFO
 from pathlib import Path
@@ -54,6 +55,7 @@ from flwr.supercore.superexec.plugin import AutoExecPlugin
 from flwr.supercore.tls import validate_and_resolve_root_certificates
 from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
+from server_app import run_config_lock
 from server_app.trusted_apps import TrustedApps
 
 PREFIX = "[gfmfr]"
@@ -126,11 +128,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--trusted-apps", type=Path, required=True, metavar="FILE",
                         help="the FAB hashes this machine runs, one per line "
                              "(`gfmfr app-hash` prints this app's)")
+    parser.add_argument("--locked-run-config", type=Path, metavar="FILE",
+                        help="server: run-config values no run may change (TOML key = value; "
+                             "every ServerApp started here refuses a run that differs)")
     args, rest = parser.parse_known_args(argv)
     trusted = TrustedApps(args.trusted_apps)
     if trusted.error is not None:
         print(f"gfmfr superexec: {trusted.error}", file=sys.stderr)
         return 2
+    if args.locked_run_config is not None:
+        try:
+            locked = run_config_lock.load(args.locked_run_config)
+        except run_config_lock.RunConfigLocked as error:
+            print(f"gfmfr superexec: {error}", file=sys.stderr)
+            return 2
+        # inherited by every flwr-serverapp this process starts; read again at each run's start
+        os.environ[run_config_lock.ENV] = str(args.locked_run_config.resolve())
+        log(INFO, "%s ServerApps started here refuse runs that change: %s", PREFIX,
+            ", ".join(sorted(locked)) or "(nothing locked yet)")
     install(trusted)
     from flwr.supercore.cli.flower_superexec import flower_superexec
 

@@ -163,6 +163,14 @@ def test_dry_run_prints_commands_for_separate_machines(tmp_path):
     made = [i for i, x in enumerate(lines) if f"/dev/urandom > {secret}" in x]
     assert len(made) == 3 and all("umask 077" in lines[i] for i in made)
     assert made[0] < min(i for i, x in enumerate(lines) if x.startswith("flower-superlink"))
+    # the server's SuperExec hands its ServerApps the locked run config: node-registry, once
+    # the registrations are done (issue 26: our app with someone else's run config)
+    locked = ".deploy/tls/locked-run-config.toml"
+    assert server_guard[server_guard.index("--locked-run-config") + 1] == locked
+    assert "--locked-run-config" not in node_guard
+    last_register = max(i for i, x in enumerate(lines) if x.startswith("flwr supernode register"))
+    assert lines.index(f"echo 'node-registry = \".deploy/tls/node-registry.json\"' > {locked}") > \
+        last_register
 
     # a loopback address becomes a marked placeholder; a bind address and a node data-dir given
     # in flower.toml are used, relative to the checkout

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from server_app import deploy, processes, trusted_apps
+from server_app import deploy, processes, run_config_lock, trusted_apps
 from server_app import federations as fz
 from server_app.certificates import write_node_keys
 from server_app.cli import main as gfmfr
@@ -327,6 +327,27 @@ def test_a_superexec_without_the_secret_gets_no_task(tls_deployment, tmp_path):
         assert log.read_bytes()[offset:].decode(errors="replace").count(refused) >= 2, log
     assert secrets_private(state)
     assert all(deploy._is_flower(pid) for pid in state.pids())  # ours: still there, still let in
+
+
+def test_our_app_with_the_registry_switched_off_is_refused(tls_deployment):
+    """Issue 26, "our app with someone else's run config": the FAB hash pins the code, not the
+    run config, so anyone reaching the Control API could submit the genuine app with
+    `node-registry=''` and let any registered key take any user's slot. `deploy up` locks
+    node-registry on the server (`locked-run-config.toml`, read by every ServerApp its SuperExec
+    starts): such a run fails at once, saying which value it changed; the deployment goes on."""
+    fed, state, _ = tls_deployment
+    assert "node-registry" in run_config_lock.load(state.locked_run_config)
+    done = subprocess.run([processes.executable("flwr"), "run", str(ROOT), fed.name,
+                           "--run-config", "node-registry=''"], capture_output=True, text=True,
+                          env=processes.environment(), check=False)
+    run_id = processes.run_id_from_output(done.stdout + done.stderr)
+    assert run_id is not None, done.stdout + done.stderr
+    wait_for(lambda: str(_run_info(fed.name, run_id).get("status", "")).startswith("finished"),
+             120, "the run to be refused")
+    info = _run_info(fed.name, run_id)
+    assert info["status"] == "finished:failed", info
+    assert "locked" in info["status-details"] and "node-registry=''" in info["status-details"]
+    assert str(state.folder) not in info["status-details"]  # no server path to the submitter
 
 
 def secrets_private(state: deploy.Deployment) -> bool:
