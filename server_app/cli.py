@@ -13,6 +13,8 @@
                                                    (pin it on every machine: trusted-apps file)
     gfmfr superexec --trusted-apps FILE ...        Flower's SuperExec, running pinned apps only
                                                    (server_app/superexec.py)
+    gfmfr superlink [--control-from NETS] ...      Flower's SuperLink whose Control API answers
+                                                   only the operator (server_app/superlink.py)
     gfmfr data check [FEDERATION] [-c ...]         load a dataset as a run would and describe it
     gfmfr tune [DATASET] [-c ...] [--trials N]     tune the recipe on the validation split
                                                    (server_app/tuning.py; --help for options)
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from server_app import superexec
 
         return superexec.main(argv[1:])
+    if argv[:1] == ["superlink"]:  # every other argument is flower-superlink's
+        from server_app import superlink
+
+        return superlink.main(argv[1:])
     if argv[:1] == ["tune"]:
         from server_app import tuning
 

@@ -138,14 +138,16 @@ SERVER_PLACEHOLDER = "<server-host>"  # --dry-run of a loopback federation: the 
 
 def superlink_command(fed: fz.Federation, host: str | None = None, database: str = IN_MEMORY,
                       show: PathShow = str, secret: Path | None = None) -> list[str]:
-    """``flower-superlink`` for ``fed``; on a server, pass ``host="0.0.0.0"`` to listen on all.
+    """``gfmfr superlink`` (Flower's SuperLink whose Control API answers only ``control-from``)
+    for ``fed``; on a server, pass ``host="0.0.0.0"`` to listen on all.
 
     ``database`` is a file on a server (registrations and runs survive a SuperLink restart);
     ``gfmfr deploy up`` uses memory, so that every ``up`` registers its keys afresh. ``secret``:
     the file its SuperExec also reads (``superexec_command``); None = any caller may take tasks.
     """
     address_host, port = split_address(fed.address)
-    command = [_exe("flower-superlink", show), "--host", host or address_host, "--port", str(port),
+    command = [_exe("gfmfr", show), "superlink", "--control-from", fed.control_from,
+               "--host", host or address_host, "--port", str(port),
                "--database", database, "--disable-runtime-dependency-installation",
                "--isolation", "process"]  # ServerApps: only through superexec_command's guard
     command += _secret_args(secret, show)
@@ -287,8 +289,11 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
               "gfmfr app-hash",
               f"#    on the server and on each client: put it into {trusted} (one hash per line)"]
     lines += [f"# {next(step)}. Server machine: the SuperLink, its state in a file (registrations "
-              "survive a restart), and beside it the SuperExec that starts only pinned ServerApps;"
-              " the two share a random secret that no other caller of the port has",
+              "survive a restart), its Control API (flwr: runs, node keys) for this machine only "
+              f"(--control-from, flower.toml's control-from: add the operator's machine if flwr "
+              "runs elsewhere; the server dialling its own public address counts as that "
+              "address), and beside it the SuperExec that starts only pinned ServerApps; the "
+              "two share a random secret that no other caller of the port has",
               f"mkdir -p {shlex.quote(str(Path(database).parent))} && {new_secret} && "
               f"touch {shlex.quote(str(locked))}",
               shlex.join(superlink_command(fed, host=fed.bind or bind, database=database,
@@ -298,8 +303,9 @@ def dry_run(fed: fz.Federation, count: int, bind: str = "0.0.0.0") -> list[str]:
                                            locked=locked))
               + " --parent-pid $!"]
     if fed.node_auth:
-        lines += [f"# {next(step)}. Operator's machine: write flower.toml's connections for flwr, "
-                  "then register each SuperNode's public key",
+        lines += [f"# {next(step)}. Operator's machine (the server, or an address in "
+                  "--control-from): write flower.toml's connections for flwr, then register each "
+                  "SuperNode's public key",
                   "gfmfr sync"]
         lines += [shlex.join(register_command(fed, i, show=show)) for i in range(count)]
         lines += [f"#    on the server: write {registry} ({{\"<node-id>\": <i>, ...}} from the "
@@ -565,8 +571,8 @@ def _connected(process: subprocess.Popen, log: Path, offset: int, timeout: float
 
 
 def _is_flower(pid: int) -> bool:
-    """True if ``pid`` is a live Flower process or our guarded SuperExec (``gfmfr superexec``):
-    never signal a pid the OS has since reused."""
+    """True if ``pid`` is a live Flower process or one of our wrappers of Flower's (``gfmfr
+    superexec``, ``gfmfr superlink``): never signal a pid the OS has since reused."""
     if pid <= 0:
         return False
     try:
@@ -583,4 +589,5 @@ def _is_flower(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"flower-super" in cmdline or b"gfmfr\0superexec\0" in cmdline
+    return b"flower-super" in cmdline or any(f"gfmfr\0{name}\0".encode() in cmdline
+                                             for name in ("superexec", "superlink"))

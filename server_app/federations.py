@@ -17,10 +17,13 @@ from typing import Any
 
 import tomli_w
 
+from server_app.superlink import parse_networks
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FLOWER_TOML = PROJECT_ROOT / "flower.toml"
 KINDS = ("simulation", "deployment")
 RUN_DIR = ".deploy"  # next to flower.toml: one folder per deployment started by `gfmfr deploy`
+CONTROL_FROM = "127.0.0.1,::1"  # deployment: the Control API (flwr) for the server itself only
 
 
 class FlowerTomlError(ValueError):
@@ -61,6 +64,7 @@ class Federation:
     num_supernodes: int = 0
     address: str = ""  # deployment: the SuperLink's host:port, as clients dial it
     bind: str = ""  # deployment: the interface the SuperLink listens on, on a server (--dry-run)
+    control_from: str = CONTROL_FROM  # deployment: who may use the Control API (flwr)
     insecure: bool = False
     root_certificates: Path | None = None  # CA file that signed the SuperLink's certificate
     certificates: Path | None = None  # folder made by `gfmfr certs` (CA, server certificate, keys)
@@ -93,8 +97,8 @@ class FlowerToml:
 
 TOP_KEYS = ("default", "simulation", "federations")
 SIMULATION_KEYS = ("client-cpus", "ray-cpus", "ray-inline-bytes", "ray-address")
-FEDERATION_KEYS = ("kind", "num-supernodes", "address", "bind", "insecure", "root-certificates",
-                   "certificates", "node-auth", "node-config", "run-config")
+FEDERATION_KEYS = ("kind", "num-supernodes", "address", "bind", "control-from", "insecure",
+                   "root-certificates", "certificates", "node-auth", "node-config", "run-config")
 
 
 def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
@@ -127,6 +131,7 @@ def load_flower_toml(path: Path = FLOWER_TOML) -> FlowerToml:
         federations[name] = Federation(
             name=name, kind=kind, num_supernodes=0 if size == AUTO else int(size),
             address=str(entry.get("address", "")), bind=str(entry.get("bind", "")),
+            control_from=str(entry.get("control-from", CONTROL_FROM)),
             insecure=bool(entry.get("insecure", False)),
             root_certificates=_path(path, entry.get("root-certificates")),
             certificates=_path(path, entry.get("certificates")),
@@ -166,6 +171,10 @@ def _check_deployment(path: Path, name: str, entry: dict[str, Any]) -> None:
     if entry.get("node-auth") and not entry.get("certificates"):
         raise FlowerTomlError(f"{where}: node-auth needs TLS and node keys: set certificates = "
                               "\"<folder from gfmfr certs>\".")
+    try:
+        parse_networks(str(entry.get("control-from", CONTROL_FROM)))
+    except ValueError as error:
+        raise FlowerTomlError(f"{where}.control-from: {error}") from None
     if not isinstance(entry.get("node-config", {}), dict):
         raise FlowerTomlError(f"{where}.node-config must be a table, e.g. "
                               "{ data-dir = \"data\" }.")

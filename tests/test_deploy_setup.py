@@ -90,6 +90,7 @@ def test_deployment_federations_parse(tmp_path):
     ('insecure = true\nnode-auth = true', "node-auth needs TLS"),
     ('insecure = true\ncertificates = "c"', "contradicts"),
     ('root-certificates = "ca.crt"\nnode-auth = true', "node-auth needs TLS"),
+    ('insecure = true\ncontrol-from = "operator.example.org"', "not an IP address or network"),
 ])
 def test_deployment_combinations_flower_refuses_are_refused_early(tmp_path, entry, words):
     with pytest.raises(fz.FlowerTomlError, match=words):
@@ -124,7 +125,8 @@ def test_dry_run_prints_commands_for_separate_machines(tmp_path):
                    for command in commands for word in command)
     (certs,) = [c for c in commands if c[:2] == ["gfmfr", "certs"]]
     assert certs[certs.index("--hosts") + 1] == "server.example.org" and "--nodes" in certs
-    (link,) = [c[c.index("flower-superlink"):] for c in commands if "flower-superlink" in c]
+    (link,) = [c for c in commands if c[:2] == ["gfmfr", "superlink"]]
+    assert link[link.index("--control-from") + 1] == fz.CONTROL_FROM
     assert link[link.index("--host") + 1] == "0.0.0.0"
     database = link[link.index("--database") + 1]
     assert database.endswith(".db") and not database.startswith(":")
@@ -162,7 +164,7 @@ def test_dry_run_prints_commands_for_separate_machines(tmp_path):
         assert command[command.index("--superexec-auth-secret-file") + 1] == secret
     made = [i for i, x in enumerate(lines) if f"/dev/urandom > {secret}" in x]
     assert len(made) == 3 and all("umask 077" in lines[i] for i in made)
-    assert made[0] < min(i for i, x in enumerate(lines) if x.startswith("flower-superlink"))
+    assert made[0] < min(i for i, x in enumerate(lines) if x.startswith("gfmfr superlink"))
     # the server's SuperExec hands its ServerApps the locked run config: node-registry, once
     # the registrations are done (issue 26: our app with someone else's run config)
     locked = ".deploy/tls/locked-run-config.toml"
@@ -177,7 +179,7 @@ def test_dry_run_prints_commands_for_separate_machines(tmp_path):
     plain = load(tmp_path, DEPLOYMENTS.replace('insecure = true', 'insecure = true\n'
                                                'bind = "10.0.0.5"')).federations["plain"]
     lines = deploy.dry_run(plain, 1)
-    (link,) = [shlex.split(x) for x in lines if "flower-superlink" in x]
+    (link,) = [shlex.split(x) for x in lines if x.startswith("gfmfr superlink")]
     assert link[link.index("--host") + 1] == "10.0.0.5"
     (node,) = [shlex.split(x) for x in lines if x.startswith("flower-supernode")]
     assert node[node.index("--superlink") + 1] == f"{deploy.SERVER_PLACEHOLDER}:9093"

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from server_app import deploy, processes, run_config_lock, trusted_apps
@@ -348,6 +349,38 @@ def test_our_app_with_the_registry_switched_off_is_refused(tls_deployment):
     assert info["status"] == "finished:failed", info
     assert "locked" in info["status-details"] and "node-registry=''" in info["status-details"]
     assert str(state.folder) not in info["status-details"]  # no server path to the submitter
+
+
+def test_the_control_api_answers_only_the_operator(tls_deployment):
+    """Issue 26, the first attack: with the address and ca.crt anyone could register a key,
+    unregister a genuine node or stop a run, since Flower 1.42's open-source Control API has no
+    authentication and shares the SuperNodes' port. `gfmfr superlink` answers the Control API
+    only for flower.toml's `control-from` (default the server itself): from another address
+    (127.0.0.2 here, a loopback address outside it) every Control call is refused with 403
+    before Flower sees it, the same call from 127.0.0.1 reaches Flower, and the SuperNodes
+    (Fleet API) and our SuperExec (Runtime API) are unaffected."""
+    fed, state, _ = tls_deployment
+    assert fed.control_from == fz.CONTROL_FROM
+    port = deploy.split_address(fed.address)[1]
+    ca = str(deploy.certificates(fed).ca_cert)
+    nodes = deploy.online_nodes(fed.name)
+
+    def post(source: str, path: str) -> httpx.Response:
+        transport = httpx.HTTPTransport(local_address=source, verify=ca)
+        with httpx.Client(transport=transport, timeout=30) as client:
+            return client.post(f"https://127.0.0.1:{port}{path}", content=b"",
+                               headers={"content-type": "application/protobuf"})
+
+    for path in ("/v1/control/register-node", "/v1/control/unregister-node",
+                 "/v1/control/stop-run", "/v1/control/start-run", "/v1/control/list-nodes",
+                 "/v1/control/stream-logs", "/docs"):
+        outsider = post("127.0.0.2", path)
+        assert outsider.status_code == 403 and "operator" in outsider.json()["detail"], path
+    assert post("127.0.0.1", "/v1/control/list-nodes").status_code != 403  # reaches Flower
+    assert "refused /v1/control/unregister-node from 127.0.0.2" in \
+        state.superlink_log.read_text(errors="replace")
+    assert deploy.online_nodes(fed.name) == nodes  # `flwr` from the server works, nodes stay
+    assert all(deploy._is_flower(pid) for pid in state.pids())
 
 
 def secrets_private(state: deploy.Deployment) -> bool:
