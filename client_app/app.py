@@ -45,11 +45,11 @@ def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
     metrics = {p.USER_ID: session.user}
     tic = time.perf_counter()
-    teacher = session.teacher(msg.content)
+    rnd = int(config[p.SERVER_ROUND])
+    teacher = session.teacher(msg.content, rnd)
     if config.get(p.DO_EVALUATE, False):
         metrics.update(evaluate_model(model, session.view, session.cold_scorer(msg.content)))
         metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
-    rnd = int(config[p.SERVER_ROUND])
     kd_weight = session.kd_weight()
     tic = time.perf_counter()
     result = train_local(model, session.view, session.rng(rnd), epochs=session.cfg.local_epochs,

@@ -168,9 +168,10 @@ class Session:
     def rng(self, server_round: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, self.user, server_round])
 
-    def teacher(self, content: RecordDict) -> Teacher | None:
-        """The group teacher GFMFR sent, or None (no group yet, or distillation off)."""
-        if self.cfg.kd_weight == "none":
+    def teacher(self, content: RecordDict, server_round: int) -> Teacher | None:
+        """The group teacher GFMFR sent, or None (no group yet, distillation off, or a round
+        before ``kd-start``)."""
+        if self.cfg.kd_weight == "none" or server_round < self.cfg.kd_start:
             return None
         return self.cold_scorer(content)
 

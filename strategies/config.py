@@ -104,6 +104,7 @@ class RunConfig:
     kd_weight: str = "adaptive"  # adaptive | fixed | none
     kd_fixed: float = 0.5
     kd_max: float = 1.0  # cap of the adaptive weight
+    kd_start: int = 1  # first round whose local training distils (earlier rounds: base loss only)
     teacher: str = "auto"  # auto | group-head | own-model
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet-lite0"
@@ -186,6 +187,7 @@ class RunConfig:
             (self.fusion_lr > 0, "fusion-lr must be > 0"),
             (self.kd_fixed >= 0, "kd-fixed must be >= 0"),
             (self.kd_max >= 0, "kd-max must be >= 0"),
+            (self.kd_start >= 1, "kd-start must be >= 1 (the first round that distils)"),
             (self.update_norm_limit > 0, "update-norm-limit must be > 0"),
             (self.update_clip >= 0, "update-clip must be >= 0 (0 = off)"),
             (self.ldp_noise >= 0, "ldp-noise must be >= 0 (0 = off)"),

@@ -53,6 +53,7 @@ def test_upload_rows_auto_only_without_ldp_noise(value, noise, rows):
     ({"fraction-train": 0}, "fraction-train must be in (0, 1]"),
     ({"upload-rows": "some"}, "upload-rows must be one of auto, true, false"),
     ({"dense-weights": "equal"}, "dense-weights must be one of examples, uniform"),
+    ({"kd-start": 0}, "kd-start must be >= 1"),
 ])
 def test_bad_values_fail_with_the_key(overrides, words):
     with pytest.raises(ValueError) as error:

@@ -171,6 +171,17 @@ def test_gfmfr_own_model_teacher_sends_the_fused_table(cache_dir, tmp_path):
     assert run.history.rounds[2].kd_loss > 0
 
 
+def test_kd_start_trains_on_the_base_loss_alone_until_that_round(cache_dir, tmp_path):
+    """``kd-start``: the teacher is sent from round 2 on (its groups come from round 1), but
+    clients distil only from ``kd-start`` on."""
+    _, run = run_inprocess(config(cache_dir, tmp_path, strategy="gfmfr", backbone="fedrap",
+                                  teacher="own-model", **{"num-server-rounds": 3,
+                                                          "kd-start": 3}), USERS)
+    rounds = run.history.rounds
+    assert rounds[2].kd_loss == 0 and rounds[2].kd_weight == 0
+    assert rounds[3].kd_loss > 0 and rounds[3].kd_weight > 0
+
+
 def test_local_dp_noise_reaches_the_server_and_the_run_completes(cache_dir, tmp_path):
     grid, run = run_inprocess(config(cache_dir, tmp_path, strategy="fedncf",
                                      **{"ldp-noise": 0.1, "ldp-clip": 5.0}), USERS)
