@@ -486,8 +486,10 @@ def test_superlink_crash_then_down_up_and_resume(flwr_env, tmp_path):
     SuperNode copy on each try); `deploy down` stops every process of the deployment, ClientApps
     included; `deploy up` and `gfmfr run -c "resume=true run-name=..."` continue the run from
     the server's checkpoint, with every user's private state restored from its state-dir."""
+    # FCF (a private user vector) without SecAgg+: the quickest rounds; what is tested is the
+    # recovery, and the SecAgg+ kill test above covers secure rounds
     fed = flower_toml(tmp_path, tls=False, run_config=SMALL + ', num-server-rounds = 3, '
-                      'strategy = "fcf"')  # FCF: a private user vector, and the quickest rounds
+                      'strategy = "fcf", secure-aggregation = "false"')
     toml = tmp_path / "flower.toml"
     checkpoint = tmp_path / "results" / "crashed" / "checkpoint.npz"
     with deployed(fed, toml) as state:
