@@ -17,13 +17,12 @@ from typing import Any
 
 import tomli_w
 
-from server_app.superlink import parse_networks
+from server_app.superlink import CONTROL_FROM, parse_networks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FLOWER_TOML = PROJECT_ROOT / "flower.toml"
 KINDS = ("simulation", "deployment")
 RUN_DIR = ".deploy"  # next to flower.toml: one folder per deployment started by `gfmfr deploy`
-CONTROL_FROM = "127.0.0.1,::1"  # deployment: the Control API (flwr) for the server itself only
 
 
 class FlowerTomlError(ValueError):

@@ -9,7 +9,7 @@ port. So anyone with the address and ``ca.crt`` could register a key, unregister
 or stop a run.
 
 This wraps Flower's own ``flower-superlink`` and adds one ASGI middleware to the FastAPI app it
-builds: a request from outside ``NETWORKS`` (default: loopback) is answered ``403`` unless it is
+builds: a request from outside ``NETWORKS`` (default: the server itself) is answered ``403`` unless it is
 for the Fleet API (``/v1/fleet/``: SuperNodes), the Runtime API (``/v1/runtime/``: guarded by
 the SuperExec secret and task tokens) or ``/health``. Everything else, the Control API and any
 route a later Flower adds, is the operator's (deny by default). The operator runs ``flwr`` on the
@@ -36,7 +36,7 @@ from flwr.supercore import log
 
 PREFIX = "[gfmfr]"
 OPEN_TO_ALL = ("/v1/fleet/", "/v1/runtime/", "/health")
-LOOPBACK = "127.0.0.0/8,::1/128"
+CONTROL_FROM = "127.0.0.1,::1"  # the default: the server itself
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -118,9 +118,10 @@ def main(argv: list[str]) -> int:
         prog="gfmfr superlink",
         description="Flower's SuperLink whose Control API answers only the operator's machines.",
         epilog="Every other argument goes to flower-superlink (see flower-superlink --help).")
-    parser.add_argument("--control-from", default=LOOPBACK, metavar="NETWORKS",
+    parser.add_argument("--control-from", default=CONTROL_FROM, metavar="NETWORKS",
                         help="comma-separated addresses or networks allowed to use the Control "
-                             f"API (flwr run, stop, log, supernode register ...); default {LOOPBACK}")
+                             "API (flwr run, stop, log, supernode register ...); default "
+                             f"{CONTROL_FROM}")
     args, rest = parser.parse_known_args(argv)
     try:
         networks = parse_networks(args.control_from)
