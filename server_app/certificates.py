@@ -77,12 +77,12 @@ def generate(folder: Path, hosts: Sequence[str] = (), nodes: int = 0) -> Certifi
         ca_cert = x509.load_pem_x509_certificate(certs.ca_cert.read_bytes())
     else:
         ca_key, ca_cert = _make_ca()
-        _write(certs.ca_key, _pem_key(ca_key), private=True)
-        _write(certs.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+        write_file(certs.ca_key, _pem_key(ca_key), private=True)
+        write_file(certs.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     server_key = ec.generate_private_key(ec.SECP384R1())
     cert = _server_certificate(server_key, ca_key, ca_cert, [*DEFAULT_HOSTS, *hosts])
-    _write(certs.server_key, _pem_key(server_key), private=True)
-    _write(certs.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_file(certs.server_key, _pem_key(server_key), private=True)
+    write_file(certs.server_cert, cert.public_bytes(serialization.Encoding.PEM))
     for index in range(nodes):
         if not certs.node_key(index).exists():
             write_node_keys(certs.node_key(index), certs.node_public_key(index))
@@ -96,8 +96,8 @@ def write_node_keys(private_path: Path, public_path: Path) -> None:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH)
-    _write(private_path, private, private=True)
-    _write(public_path, public + b"\n")
+    write_file(private_path, private, private=True)
+    write_file(public_path, public + b"\n")
 
 
 def _make_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
@@ -155,8 +155,9 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def _write(path: Path, content: bytes, private: bool = False) -> None:
-    """Write ``content``; private keys are readable by their owner only (ssh refuses others)."""
+def write_file(path: Path, content: bytes, private: bool = False) -> None:
+    """Write ``content`` atomically; private files (keys, secrets) are readable by their owner
+    only (ssh refuses others)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)

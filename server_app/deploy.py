@@ -34,7 +34,7 @@ from pathlib import Path
 
 from server_app import federations as fz
 from server_app import processes, run_config_lock, trusted_apps
-from server_app.certificates import Certificates, generate
+from server_app.certificates import Certificates, generate, write_file
 
 STATE_FILE = "deployment.json"
 REGISTRY_FILE = "node-registry.json"  # node id -> partition-id, for run-config node-registry
@@ -215,12 +215,7 @@ def write_secret(path: Path) -> Path:
     Flower reads the file as raw bytes and derives the HMAC key from them; a SuperExec signs
     every ``AcquireTask`` with it, and the Runtime API refuses unsigned or wrongly signed ones.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
-        handle.write(secrets.token_bytes(SECRET_BYTES))
-    os.replace(tmp, path)
+    write_file(path, secrets.token_bytes(SECRET_BYTES), private=True)
     return path
 
 
@@ -362,7 +357,6 @@ def up(fed: fz.Federation, count: int) -> Deployment:
             deployment.superlink_log, env={"FLWR_HOME": str(folder / "flwr-home")}).pid
         deployment.save()
         for node in nodes:
-            write_secret(node.secret)
             if fed.node_auth:
                 node.node_id = register(fed, node.index)
             node.pid = start_node(fed, node, count).pid
@@ -415,8 +409,7 @@ def start_node(fed: fz.Federation, node: Node, num_partitions: int) -> subproces
     node's log; returns the SuperNode's process."""
     node.state_dir.mkdir(parents=True, exist_ok=True)
     env = {"FLWR_HOME": str(node.folder / "flwr-home")}
-    if not node.secret.is_file():
-        write_secret(node.secret)
+    write_secret(node.secret)  # fresh at every start: the SuperNode and its SuperExec start together
     process = processes.start(supernode_command(fed, node.index, num_partitions, node.port,
                                                 node.state_dir, secret=node.secret),
                               node.log, env=env)
