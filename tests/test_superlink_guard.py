@@ -51,3 +51,14 @@ def test_only_the_operator_reaches_everything_but_fleet_runtime_and_health(path)
                                   "/health"])
 def test_supernodes_and_superexecs_connect_from_anywhere(path):
     assert call(path, "192.0.2.9") == (200, True)
+
+
+def test_refuses_to_start_when_flower_no_longer_builds_its_app_by_that_name(monkeypatch):
+    """Fail closed: without ``create_app`` to wrap, the Control API would be open."""
+    from flwr.superlink import main as superlink_main
+
+    from server_app.superlink import install
+
+    monkeypatch.delattr(superlink_main, "create_app")
+    with pytest.raises(SystemExit, match="refusing to start"):
+        install(parse_networks("127.0.0.1"))
