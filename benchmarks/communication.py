@@ -28,7 +28,7 @@ CONFIGS = [
 
 def measure(dataset: str, strategy: str, extra: dict, rounds: int, workdir: Path) -> dict:
     run_config = {"dataset": dataset, "strategy": strategy, "num-server-rounds": rounds,
-                  "results-dir": str(workdir), "run-name": "comm", **extra}
+                  "results-dir": str(workdir), **extra}  # each run its own dated folder
     cfg = RunConfig.from_run_config(run_config)
     users = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
                          cfg.synthetic_spec()).n_users

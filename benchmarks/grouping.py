@@ -84,7 +84,7 @@ def record(federation: str, rounds: int, out: Path) -> list[Path]:
     groups.cluster = saving
     try:
         main(["-c", f"dataset='{federation}' strategy='gfmfr' backbone='fedrap' "
-                    f"num-server-rounds={rounds} results-dir='{out}' run-name='record'"])
+                    f"num-server-rounds={rounds} results-dir='{out}'"])
     finally:
         groups.cluster = grouping
     return saved

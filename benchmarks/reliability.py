@@ -187,6 +187,16 @@ def p_unfinished_run_name(tmp: Path) -> str:
     return "the run starts"
 
 
+def p_finished_run_name(tmp: Path) -> str:
+    from server_app.app import check_run_dir
+
+    run_dir = tmp / "results" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text("{}")
+    check_run_dir(run_dir, resume=False)
+    return "the run starts"
+
+
 def p_data_dir_wins(tmp: Path) -> str:
     from strategies.config import RunConfig
 
@@ -306,6 +316,7 @@ PROBES: tuple[Probe, ...] = (
            lambda tmp: _resume(tmp, {"seed": 3}, {}), "1.2"),
     Probe("a new run with the `run-name` of an unfinished run (no `resume=true`)", STOPS,
            p_unfinished_run_name, "1.3"),
+    Probe("a new run with the `run-name` of a finished run", STOPS, p_finished_run_name, "1.3"),
     Probe("`GFMFR_DATA_DIR` set and an explicit `data-dir`", CONTINUES, p_data_dir_wins, "1.4"),
     Probe("non-UTF-8 bytes on line 3 of `plots.csv`", STOPS,
            p_plots(b"item_id,plot\n1,ok\n2,caf\xe9 society\n"), "1.5"),

@@ -18,7 +18,7 @@ from flwr.superlink.grid import InMemoryGrid
 from datasets.registry import load_dataset
 from server_app import linkstate_index, run_config_lock
 from server_app.nodes import connect_nodes, load_registry
-from server_app.results import run_name, summary, write_results
+from server_app.results import run_directory, summary, write_results
 from server_app.run_log import encoder_progress_in_log, without_flower_history
 from server_app.windowed_grid import WindowedGrid
 from strategies.backbones.registry import build_backbone
@@ -41,7 +41,7 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
     dataset = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.synthetic_spec())
     log(INFO, "%s", dataset.describe())
     spec.strategy.check(cfg, dataset)
-    run_dir = Path(cfg.results_dir).expanduser().resolve() / run_name(cfg, backbone)
+    run_dir = run_directory(cfg, backbone)
     check_run_dir(run_dir, cfg.resume)  # before nodes connect and features are encoded
     in_simulation = simulated(grid)
     if cfg.resume:
@@ -90,9 +90,14 @@ def main(grid: Grid, context: Context) -> FedRecStrategy:
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """Fail before anything trains: a results folder that cannot be written, or a new run that
-    would overwrite the checkpoint of an unfinished one (which only ``resume=true`` continues)."""
-    unfinished = (run_dir / "checkpoint.npz").is_file() and not (run_dir / "summary.json").is_file()
-    if unfinished and not resume:
+    would overwrite an earlier run's results or the checkpoint of an unfinished one (which only
+    ``resume=true`` continues)."""
+    finished = (run_dir / "summary.json").is_file()
+    if finished and not resume:
+        raise ValueError(f"{run_dir} holds the results of a finished run; a new run would "
+                         "overwrite them. Choose another run-name (or leave it empty for a dated "
+                         "one), or move that folder away first.")
+    if (run_dir / "checkpoint.npz").is_file() and not finished and not resume:
         raise ValueError(f"{run_dir} holds the checkpoint of an unfinished run; a new run would "
                          "overwrite it. Set resume=true to continue it, or choose another "
                          "run-name.")

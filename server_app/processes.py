@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -40,10 +41,45 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux; the IANA range elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def _bindable(port: int) -> bool:
+    for host in ("127.0.0.1", "0.0.0.0"):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, chosen outside the kernel's ephemeral range.
+
+    A port the kernel picked for us (bind to 0) is an ephemeral one: between picking it and the
+    SuperNode binding it, any outgoing connection (gRPC, HTTP) may be given it as its source port,
+    and the SuperNode fails with "address already in use" (seen in CI). Ports below the ephemeral
+    range are never handed to outgoing connections; distinct within this process.
+    """
+    low, high = _ephemeral_range()
+    lowest, highest = (20000, low - 1) if low > 21000 else (high + 1, 65535)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(lowest, highest)
+        if port not in _HANDED_OUT and _bindable(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free port in {lowest}-{highest}: close some listening processes.")
 
 
 def start(command: list[str], log_file: Path, env: dict[str, str] | None = None,

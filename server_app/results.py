@@ -14,11 +14,18 @@ from strategies.history import RunHistory
 from strategies.protocol import RANKING_METRICS
 
 
-def run_name(cfg: RunConfig, backbone: str) -> str:
+def run_directory(cfg: RunConfig, backbone: str) -> Path:
+    """``results-dir/run-name``; without a run-name a dated one that no earlier run holds (two
+    runs started in the same second get ``-2``, ``-3``, ...)."""
+    results = Path(cfg.results_dir).expanduser().resolve()
     if cfg.run_name:
-        return cfg.run_name
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{cfg.dataset}-{cfg.strategy}-{backbone}-seed{cfg.seed}-{stamp}"
+        return results / cfg.run_name
+    stem = f"{cfg.dataset}-{cfg.strategy}-{backbone}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = results / stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = results / f"{stem}-{n}"
+    return candidate
 
 
 def summary(cfg: RunConfig, history: RunHistory, backbone: str, dataset: str,

@@ -135,6 +135,16 @@ def test_resume_refuses_what_would_continue_a_different_run(tmp_path):
         run_inprocess(config(tmp_path, **extra, resume=True), USERS)
 
 
+def test_a_new_run_never_overwrites_a_finished_runs_results(tmp_path):
+    extra = {"run-name": "r", "num-server-rounds": 1}
+    run_inprocess(config(tmp_path, **extra), USERS)
+    summary = tmp_path / "results" / "r" / "summary.json"
+    before = summary.read_bytes()
+    with pytest.raises(ValueError, match="results of a finished run.*another run-name"):
+        run_inprocess(config(tmp_path, **{**extra, "seed": 3}), USERS)
+    assert summary.read_bytes() == before
+
+
 def test_a_simulated_run_without_client_state_dir_cannot_be_resumed(tmp_path):
     """Its users' private parameters were in memory only: a resume would restart every user from
     the initial model under the trained shared model and report that as the run's result."""
