@@ -50,7 +50,7 @@ def test_server_recombination_gives_flowers_secrets():
     from flwr.common.secure_aggregation.crypto.shamir import combine_shares as flower_combine
     from flwr.common.secure_aggregation.crypto.shamir import create_shares
 
-    from strategies.shamir import combine_shares, gf_mul
+    from strategies.shamir import combine_shares, gf_mul, lagrange_weights
 
     rng = np.random.default_rng(0)
     for _ in range(500):
@@ -69,6 +69,11 @@ def test_server_recombination_gives_flowers_secrets():
     for bad in ([shares[0], shares[0]], [shares[0], shares[1][:-1]], []):
         with pytest.raises(ValueError, match="Failed to combine shares"):
             combine_shares(bad)
+    # the same indices in another order (replies arrive in any order) reuse the weights
+    lagrange_weights.cache_clear()
+    for order in (shares, list(reversed(shares)), shares[3:] + shares[:3]):
+        assert combine_shares(order) == secret
+    assert lagrange_weights.cache_info().misses == 1
 
 
 def test_auto_is_on_in_deployments_and_off_in_simulations():
