@@ -110,11 +110,11 @@ def plot_scale(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def privacy_section() -> list[str]:
-    stored = load("attack-ml-100k-mm.json")
+def privacy_section(name: str = "attack-ml-100k-mm.json") -> list[str]:
+    stored = load(name)
     if stored is None:
         return ["_Not measured yet: `python -m benchmarks.attack ... --json "
-                "docs/benchmarks/attack-ml-100k-mm.json` (see docs/privacy.md)._"]
+                f"docs/benchmarks/{name}` (see docs/privacy.md)._"]
     lines = ["| uploads (run config) | precision | recall | F1 | users | rounds | epsilon |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for variant, r in stored["results"].items():
@@ -280,6 +280,16 @@ def main() -> None:
             "docs/benchmarks/privacy-curve-ml-100k-mm.png`: real 50-round runs with Gaussian "
             "local DP (`ldp-clip=1`, `ldp-delta=1e-5`, every upload a whole noised table).", "",
             *privacy_curve_section(), "",
+            "### Secure aggregation (SecAgg+, the deployment default)", "",
+            "`python -m benchmarks.attack -c \"dataset='ml-100k-mm' strategy='pfedrec'\" "
+            "--rounds 3 --variant \"secure-aggregation=false\" --variant "
+            "\"secure-aggregation=true\" --variant \"strategy='gfmfr' secure-aggregation=true\" "
+            "--json docs/benchmarks/attack-secure-ml-100k-mm.json`: the same attack on masked "
+            "uploads (in-process engine, secure aggregation forced on).", "",
+            *privacy_section("attack-secure-ml-100k-mm.json"), "",
+            "What it costs in accuracy and time over a whole run (50 rounds, the model with and "
+            "without it side by side): the table *Secure aggregation (SecAgg+), PFedRec* "
+            "under Accuracy below (its NOTE.md sets it beside the plain run), and docs/privacy.md.", "",
             "## Accuracy", "",
             "Tables under `docs/results/<dataset>-recipe*` use the current training recipe "
             "(docs/training-recipe.md); every other table was run with the spec's SGD recipe "
