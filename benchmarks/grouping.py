@@ -5,6 +5,10 @@
     python -m benchmarks.grouping --record ml-1m-mm --rounds 2 --out /tmp/descriptors
     python -m benchmarks.grouping --descriptors /tmp/descriptors/*.npy
 
+Past ``strategies.grouping.DENSE_LIMIT`` clients ``cluster`` takes the landmark (Nystrom) path;
+up to ``DENSE_CHECK`` clients the dense path is then run too and both are compared, and synthetic
+descriptors are also compared with their planted groups (``--json`` keeps the rows).
+
 ``--record`` runs GFMFR on FedRAP in one process and saves every round's client descriptors (the
 uploaded ``W1, b1, w, b``, one row per client) as ``.npy``. Each descriptor file (or the
 synthetic one: taste groups plus a rank-300 spread plus noise) is then grouped twice: by
