@@ -320,20 +320,16 @@ def test_grouping_agrees_with_the_earlier_pca_path():
     assert np.mean(agreement) >= 0.9 and min(agreement) >= 0.8, agreement
 
 
-def test_landmark_grouping_finds_the_dense_groups(monkeypatch):
+def test_landmark_grouping_finds_the_dense_groups():
     """Issue 22, 100,000 clients: past DENSE_LIMIT clients the affinity comes from 500 landmark
     clients (Nystrom) instead of the n x n matrix; on the same uploads it finds the same groups."""
-    import strategies.grouping as grouping
-
     agreement = []
     for seed in range(3):
         template, _, uploads, _ = realistic_head_uploads(n=2000, tastes=5, seed=seed)
         _, z = describe_clients(uploads, template.GROUPING)
         dense = cluster(z, 5, "spectral", True, 0)
-        with monkeypatch.context() as patch:
-            patch.setattr(grouping, "DENSE_LIMIT", 1000)
-            landmark = cluster(z, 5, "spectral", True, 0)
-            assert np.array_equal(landmark, cluster(z, 5, "spectral", True, 0))  # seeded
+        landmark = cluster(z, 5, "spectral", True, 0, dense_limit=1000)
+        assert np.array_equal(landmark, cluster(z, 5, "spectral", True, 0, dense_limit=1000))
         agreement.append(adjusted_rand_score(dense, landmark))
     assert min(agreement) >= 0.9, agreement
 
