@@ -13,8 +13,9 @@ descriptors are also compared with their planted groups (``--json`` keeps the ro
 uploaded ``W1, b1, w, b``, one row per client) as ``.npy``. Each descriptor file (or the
 synthetic one: taste groups plus a rank-300 spread plus noise) is then grouped twice: by
 ``strategies.grouping.cluster`` (spectral clustering on the whole descriptors' distances: ARPACK
-on the dense affinity, or Nystrom landmarks past ``DENSE_LIMIT``) and by the algorithm it replaced (PCA to 95% of the variance through the Gram matrix's
-eigendecomposition, pdist distances, ARPACK), printing both times and their adjusted Rand index.
+on the dense affinity, or Nystrom landmarks past ``DENSE_LIMIT``) and by the algorithm it
+replaced (PCA to 95% of the variance through the Gram matrix's eigendecomposition, pdist
+distances, ARPACK), printing both times and their adjusted Rand index.
 """
 
 from __future__ import annotations
