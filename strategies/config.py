@@ -93,6 +93,7 @@ class RunConfig:
     neg_per_pos: int = 4
     latent_dim: int = 64
     fedrap_reg_bug: bool = False
+    fedrap_separation: str = "published"  # published | bounded: FedRAP's -a_t MSE(D_u, C) term
     # GFMFR (strategy = "gfmfr")
     num_groups: int = 5
     grouping: str = "spectral"  # spectral | kmeans | random
@@ -172,6 +173,7 @@ class RunConfig:
             ("mlp-init", self.mlp_init, ("factorized", "random")),
             ("item-aggregation", self.item_aggregation, ("rows", "all")),
             ("dense-weights", self.dense_weights, ("examples", "uniform")),
+            ("fedrap-separation", self.fedrap_separation, ("published", "bounded")),
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
             ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
             ("upload-rows", self.upload_rows.lower(), ("auto", "true", "false")),

@@ -64,4 +64,4 @@ def hyper(cfg: RunConfig) -> Hyper:
     return Hyper(dim=cfg.latent_dim, **cfg.learning_rates, mlp_init=cfg.mlp_init,
                  mlp_hidden=cfg.mlp_hidden, item_bias=cfg.item_bias,
                  weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
-                 reg_bug=cfg.fedrap_reg_bug)
+                 reg_bug=cfg.fedrap_reg_bug, separation=cfg.fedrap_separation)

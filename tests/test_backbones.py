@@ -18,10 +18,13 @@ from strategies.distillation import kd_loss, student_dlogits
 N_ITEMS, DIM = 12, 4
 
 
-@pytest.fixture(params=[*sorted(BACKBONES), "mf+item-bias"])
+@pytest.fixture(params=[*sorted(BACKBONES), "mf+item-bias", "fedrap+bounded",
+                        "fedrap-original+bounded"])
 def model(request):
-    name, _, bias = request.param.partition("+")
-    return build_backbone(name, N_ITEMS, Hyper(dim=DIM, item_bias=bool(bias)), seed=0)
+    name, _, option = request.param.partition("+")
+    hyper = Hyper(dim=DIM, item_bias=option == "item-bias",
+                  separation="bounded" if option == "bounded" else "published")
+    return build_backbone(name, N_ITEMS, hyper, seed=0)
 
 
 def test_split_covers_every_parameter_once(model):
@@ -80,6 +83,26 @@ def test_set_arrays_rejects_wrong_shape(model):
     bad = {name: np.zeros((1, 1), np.float32) for name in model.SHARED}
     with pytest.raises(ValueError, match="expected shape"):
         model.set_arrays(bad, model.SHARED)
+
+
+def test_bounded_separation_cannot_lower_the_loss_past_its_ramp():
+    """The published ``- a_t MSE(D_u, C)`` falls without end as the tables part; the bounded
+    form stops at ``- a_t``, and both agree while the tables are close."""
+    items, labels = torch.arange(N_ITEMS), torch.zeros(N_ITEMS)
+    losses = {}
+    for separation in ("published", "bounded"):
+        model = build_backbone("fedrap-original", N_ITEMS, Hyper(dim=DIM, separation=separation),
+                               seed=0)
+        for scale in (1e-3, 100.0):  # D_u next to C, then far from it
+            with torch.no_grad():
+                model.D_u.copy_(model.C + scale)
+                head_only, _ = model.loss(items, labels, server_round=1)  # t = 0: no regulariser
+                loss, _ = model.loss(items, labels, server_round=21)
+            ramp = fedrap_ramp(21, reg_bug=False)
+            losses[separation, scale] = float(loss - head_only) - ramp * float(model.C.detach().abs().mean())
+    assert losses["published", 100.0] < -100 * ramp
+    assert -ramp <= losses["bounded", 100.0] < -0.99 * ramp
+    assert losses["bounded", 1e-3] == pytest.approx(losses["published", 1e-3], rel=1e-4)
 
 
 def test_fedrap_ramp_and_reference_bug():
