@@ -93,7 +93,7 @@ class RunConfig:
     neg_per_pos: int = 4
     latent_dim: int = 64
     fedrap_reg_bug: bool = False
-    fedrap_separation: str = "published"  # published | bounded: FedRAP's -a_t MSE(D_u, C) term
+    fedrap_separation: str = "bounded"  # bounded | published: FedRAP's -a_t MSE(D_u, C) term
     # GFMFR (strategy = "gfmfr")
     num_groups: int = 5
     grouping: str = "spectral"  # spectral | kmeans | random

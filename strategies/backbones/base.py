@@ -34,7 +34,7 @@ class Hyper:
     weight_decay: float = 0.0  # (weight-decay)
     optimizer: str = "adam"  # (optimizer) adam | sgd
     reg_bug: bool = False  # (fedrap-reg-bug) reproduce the reference code's zeroed regularisers
-    separation: str = "published"  # (fedrap-separation) published | bounded
+    separation: str = "bounded"  # (fedrap-separation) bounded | published
 
 
 class Backbone(nn.Module):
