@@ -154,7 +154,7 @@ class PersonalTable:
         separation, slope = diff.square().mean(), 1.0
         if self.hyper.separation == "bounded":
             separation = torch.tanh(separation)
-            slope = 1.0 - float(separation) ** 2  # d tanh(x) / dx
+            slope = 1.0 - separation.square()  # d tanh(x) / dx, a tensor: no device sync
         return logits, ramp * (c.abs().mean() - separation), (c, diff, head, slope)
 
     def grads(self, saved: tuple, dlogits: torch.Tensor, server_round: int
