@@ -130,6 +130,14 @@ class PersonalTable:
     def score(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return self.head(F.embedding(items, self.D_u) + rows)
 
+    def separation(self, mse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The separation term's value from ``MSE(D_u, C)`` and its slope d value / d mse (a
+        tensor: no device sync)."""
+        if self.hyper.separation == "bounded":
+            value = torch.tanh(mse)
+            return value, 1.0 - value.square()
+        return mse, 1.0
+
     def loss(self, items: torch.Tensor, labels: torch.Tensor, server_round: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
         # Both tables gathered once for logits and regulariser: gathers and their scatter-add
@@ -137,9 +145,7 @@ class PersonalTable:
         c, d = F.embedding(items, self.C), F.embedding(items, self.D_u)
         logits = self.head(d + c)
         ramp = fedrap_ramp(server_round, self.hyper.reg_bug)
-        separation = F.mse_loss(d, c)
-        if self.hyper.separation == "bounded":
-            separation = torch.tanh(separation)
+        separation, _ = self.separation(F.mse_loss(d, c))
         return (F.binary_cross_entropy_with_logits(logits, labels)
                 + ramp * (c.abs().mean() - separation)), logits
 
@@ -151,10 +157,7 @@ class PersonalTable:
         diff = d - c
         if not ramp:
             return logits, 0.0, (c, diff, head, 1.0)
-        separation, slope = diff.square().mean(), 1.0
-        if self.hyper.separation == "bounded":
-            separation = torch.tanh(separation)
-            slope = 1.0 - separation.square()  # d tanh(x) / dx, a tensor: no device sync
+        separation, slope = self.separation(diff.square().mean())
         return logits, ramp * (c.abs().mean() - separation), (c, diff, head, slope)
 
     def grads(self, saved: tuple, dlogits: torch.Tensor, server_round: int
