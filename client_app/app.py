@@ -56,7 +56,8 @@ def train(msg: Message, context: Context) -> Message:
                          batch_size=session.cfg.batch_size, neg_per_pos=session.cfg.neg_per_pos,
                          server_round=rnd, num_rounds=session.cfg.num_server_rounds,
                          teacher=teacher, kd_weight=kd_weight,
-                         lr_scale=session.cfg.lr_scale_at(rnd))
+                         lr_scale=session.cfg.lr_scale_at(rnd),
+                         resample_every_epoch=session.cfg.neg_resample == "epoch")
     save_private(context, session.user, model.private_arrays(), kd_weight.ema, rnd,
                  session.cfg.client_state_dir, session.run_key)
     metrics.update({p.NUM_EXAMPLES: result.num_examples, p.TRAIN_LOSS: result.loss,

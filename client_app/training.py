@@ -50,31 +50,38 @@ class TrainResult:
 def train_local(model: Backbone, view: ClientView, rng: np.random.Generator, *, epochs: int,
                 batch_size: int, neg_per_pos: int, server_round: int, num_rounds: int,
                 teacher: Teacher | None = None, kd_weight: KDWeight | None = None,
-                lr_scale: float = 1.0) -> TrainResult:
-    """Train ``model`` in place on fresh negatives; adds ``lambda_t * KL`` when given a teacher;
+                lr_scale: float = 1.0, resample_every_epoch: bool = False) -> TrainResult:
+    """Train ``model`` in place on fresh negatives (one draw a round, or one every epoch with
+    ``resample_every_epoch``: ``neg-resample``); adds ``lambda_t * KL`` when given a teacher;
     every learning rate is multiplied by ``lr_scale`` (``lr-decay-to``)."""
-    items, labels = view.training_pairs(rng, neg_per_pos)
-    rows, local = np.unique(items, return_inverse=True)
+    draws = [view.training_pairs(rng, neg_per_pos)
+             for _ in range(epochs if resample_every_epoch else 1)]
+    # every draw indexes one slice of the item tables: the rows that any epoch trains
+    rows, local = np.unique(np.concatenate([items for items, _ in draws]), return_inverse=True)
+    bounds = np.cumsum([0] + [items.size for items, _ in draws])
+    pairs = [(torch.from_numpy(local[a:b]), torch.from_numpy(labels))
+             for a, b, (_, labels) in zip(bounds[:-1], bounds[1:], draws, strict=True)]
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     with model.only_items(rows):
         teacher_rows = None if teacher is None else teacher.restrict(rows)
-        result = _epochs(model, torch.from_numpy(local), torch.from_numpy(labels), generator,
-                         epochs, batch_size, server_round, num_rounds, teacher_rows, kd_weight,
-                         lr_scale)
+        result = _epochs(model, pairs, generator, epochs, batch_size, server_round, num_rounds,
+                         teacher_rows, kd_weight, lr_scale)
     return TrainResult(*result, rows)
 
 
-def _epochs(model: Backbone, items_t: torch.Tensor, labels_t: torch.Tensor,
+def _epochs(model: Backbone, pairs: list[tuple[torch.Tensor, torch.Tensor]],
             generator: torch.Generator, epochs: int, batch_size: int, server_round: int,
             num_rounds: int, teacher: LocalTeacher | None, kd_weight: KDWeight | None,
             lr_scale: float = 1.0) -> tuple[float, float, float, int]:
+    """Local epochs; epoch ``e`` trains on ``pairs[e % len(pairs)]`` (local row ids, labels)."""
     hand = model.uses_hand_gradients()
     optimizer = model.optimizer()
     for group in optimizer.param_groups:
         group["lr"] *= lr_scale
-    n = int(items_t.shape[0])
     weight = 0.0
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        items_t, labels_t = pairs[epoch % len(pairs)]
+        n = int(items_t.shape[0])
         order = torch.randperm(n, generator=generator)
         total, total_kd, batches = 0.0, 0.0, 0
         for start in range(0, n, batch_size):

@@ -91,6 +91,7 @@ class RunConfig:
     server_lr: float = 3.0  # server step on the mean update (FedAvg = 1)
     server_lr_end: float = 0.0  # server step in the last round, cosine from server-lr (0 = constant)
     neg_per_pos: int = 4
+    neg_resample: str = "round"  # round | epoch: draw the negatives once a round or every local epoch
     latent_dim: int = 64
     fedrap_reg_bug: bool = False
     fedrap_separation: str = "bounded"  # bounded | published: FedRAP's -a_t MSE(D_u, C) term
@@ -174,6 +175,7 @@ class RunConfig:
             ("item-aggregation", self.item_aggregation, ("rows", "all")),
             ("dense-weights", self.dense_weights, ("examples", "uniform")),
             ("fedrap-separation", self.fedrap_separation, ("published", "bounded")),
+            ("neg-resample", self.neg_resample, ("round", "epoch")),
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
             ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
             ("upload-rows", self.upload_rows.lower(), ("auto", "true", "false")),

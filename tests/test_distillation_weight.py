@@ -51,3 +51,26 @@ def test_training_with_a_teacher_moves_the_student_towards_it(backbone):
             logits = torch.from_numpy(model.all_scores())
             kls[with_teacher] = kd_loss(logits, target).item()
     assert kls[True] < 0.8 * kls[False]
+
+
+@pytest.mark.parametrize("backbone", ["mf", "fedrap"])
+def test_negatives_drawn_every_epoch_train_more_rows_and_only_those(backbone):
+    """``neg-resample = "epoch"``: each epoch draws its own negatives, so a round trains the rows
+    of every draw (reported for upload) and leaves every other row as it was."""
+    view = ClientView(0, 400, np.arange(0, 20, 2), 25, 27)
+    trained = {}
+    for every_epoch in (False, True):
+        model = build_backbone(backbone, view.n_items, Hyper(dim=8), seed=0)
+        table = model.ITEM_TABLES[0]
+        before = model.shared_arrays()[table]
+        result = train_local(model, view, np.random.default_rng(0), epochs=5, batch_size=16,
+                             neg_per_pos=2, server_round=3, num_rounds=10,
+                             resample_every_epoch=every_epoch)
+        after = model.shared_arrays()[table]
+        changed = np.flatnonzero(np.abs(after - before).sum(axis=1) > 0)
+        assert set(changed) <= set(result.rows.tolist())  # nothing outside the reported rows
+        assert set(view.train_items.tolist()) <= set(result.rows.tolist())
+        assert result.num_examples == view.train_items.size * 3  # one epoch's examples
+        trained[every_epoch] = result.rows.size
+    # one draw: 10 positives + at most 20 negatives; five draws: up to 110 distinct rows
+    assert trained[False] <= 30 < trained[True]
