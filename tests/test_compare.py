@@ -52,7 +52,7 @@ def test_finished_only_rebuilds_the_table_from_summaries_alone(tmp_path, capsys,
 
 @pytest.mark.parametrize("name", ["ml-100k-mm-cold", "ml-100k-mm-cold-fedncf", "ml-100k-mm-recipe",
                                   "ml-1m-mm-recipe", "ml-100k-mm-recipe-secure-aggregation",
-                                  "ml-100k-mm-recipe-fedrap-separation"])
+                                  "ml-100k-mm-recipe-fedrap-separation", "ml-100k-mm-recipe-neg-resample"])
 def test_committed_tables_are_rebuilt_from_their_committed_summaries(tmp_path, name):
     """The command in a table's header, with --finished-only, gives its rows back exactly
     (references from references.json: no dataset needed)."""
