@@ -48,7 +48,7 @@ def train(msg: Message, context: Context) -> Message:
     rnd = int(config[p.SERVER_ROUND])
     teacher = session.teacher(msg.content, rnd)
     if config.get(p.DO_EVALUATE, False):
-        metrics.update(evaluate_model(model, session.view, session.cold_scores(msg.content, model)))
+        metrics.update(evaluate_model(model, session.view, session.cold_scorer(msg.content)))
         metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
     kd_weight = session.kd_weight()
     tic = time.perf_counter()
@@ -78,7 +78,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     model = session.model(msg.content)
     tic = time.perf_counter()
     metrics = {p.USER_ID: session.user,
-               **evaluate_model(model, session.view, session.cold_scores(msg.content, model))}
+               **evaluate_model(model, session.view, session.cold_scorer(msg.content))}
     metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
     return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)
 

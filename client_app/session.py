@@ -26,7 +26,7 @@ from strategies import protocol as p
 from strategies.backbones.base import Backbone, Hyper
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
-from strategies.distillation import Teacher, resolve_cold_scorer, resolve_teacher
+from strategies.distillation import Teacher
 from strategies.grouping import change_summary
 from strategies.privacy import CLIP_NORM, add_noise, clip_update
 from strategies.records import from_record
@@ -183,18 +183,6 @@ class Session:
         payload = from_record(content.array_records[p.GROUP])
         return Teacher(probs_all=payload.get(p.TEACHER_PROBS),
                        item_vectors=payload.get(p.GROUP_ITEMS))
-
-    def cold_scores(self, content: RecordDict, model: Backbone) -> np.ndarray | None:
-        """Scores of every item for ranking new items (cold start), from the group payload GFMFR
-        sent (``cold-scorer``); None without new items or without a payload."""
-        teacher = self.cold_scorer(content)
-        if teacher is None or not self.view.cold_items.size:
-            return None
-        how = resolve_cold_scorer(self.cfg.cold_scorer, model,
-                                  resolve_teacher(self.cfg.teacher, model))
-        if how == "profile":
-            return teacher.profile_scores(self.view.train_items)
-        return teacher.all_scores(model)
 
     def kd_weight(self) -> KDWeight:
         return KDWeight(mode=self.cfg.kd_weight, fixed=self.cfg.kd_fixed, cap=self.cfg.kd_max,

@@ -139,14 +139,14 @@ def split_metrics(scores: np.ndarray, view: ClientView, cold_scores: np.ndarray 
     return out
 
 
-def evaluate(model: Backbone, view: ClientView, cold_scores: np.ndarray | None = None
+def evaluate(model: Backbone, view: ClientView, teacher: Teacher | None = None
              ) -> dict[str, float]:
     """Validation and test HR/NDCG of this user's model by full ranking (wire names).
 
-    New items have no trained rows; GFMFR scores them from its group's fused embeddings of their
-    content (``cold_scores``: ``Session.cold_scores``), a backbone alone by the model as it is."""
+    New items have no trained rows; with a GFMFR group teacher they are scored by it (the
+    group's fused embeddings of their content), without one by the model as it is."""
     scores = model.all_scores()
-    cold = cold_scores if view.cold_items.size else None
+    cold = teacher.all_scores(model) if teacher is not None and view.cold_items.size else None
     return {metric_key(split, name): value
             for split, metrics in split_metrics(scores, view, cold).items()
             for name, value in metrics.items()}

@@ -108,7 +108,6 @@ class RunConfig:
     kd_max: float = 1.0  # cap of the adaptive weight
     kd_start: int = 1  # first round whose local training distils (earlier rounds: base loss only)
     teacher: str = "auto"  # auto | group-head | own-model
-    cold_scorer: str = "auto"  # auto | model | profile: how clients score new items from Q_k
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet-lite0"
     clip_model: str = "ViT-B-32"
@@ -178,7 +177,6 @@ class RunConfig:
             ("fedrap-separation", self.fedrap_separation, ("published", "bounded")),
             ("neg-resample", self.neg_resample, ("round", "epoch")),
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
-            ("cold-scorer", self.cold_scorer, ("auto", "model", "profile")),
             ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
             ("upload-rows", self.upload_rows.lower(), ("auto", "true", "false")),
             ("secure-aggregation", self.secure_aggregation.lower(), ("auto", "true", "false")),

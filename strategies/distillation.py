@@ -34,18 +34,6 @@ class Teacher:
             items = torch.arange(self.item_vectors.shape[0])
             return model.score(items, torch.from_numpy(self.item_vectors)).numpy()
 
-    def profile_scores(self, items: np.ndarray) -> np.ndarray:
-        """(n_items,) cosine of every item's ``Q_k`` row to the mean ``Q_k`` row of ``items``
-        (the user's training items): new items ranked by how near their fused content lies to
-        what the user chose, from ``Q_k`` alone, whatever the backbone's score function."""
-        if self.item_vectors is None:
-            raise ValueError("profile scores need the group's item vectors (Q_k); the group "
-                             "head's probabilities alone cannot give them")
-        table = self.item_vectors.astype(np.float64)
-        profile = table[items].mean(axis=0)
-        norms = np.linalg.norm(table, axis=1) * max(np.linalg.norm(profile), 1e-12)
-        return (table @ profile / np.maximum(norms, 1e-12)).astype(np.float32)
-
     def restrict(self, rows: np.ndarray) -> LocalTeacher:
         """The teacher on the item rows a local training round uses (see Backbone.only_items)."""
         if self.probs_all is not None:
@@ -104,40 +92,3 @@ def student_dlogits(student_logits: torch.Tensor, labels: torch.Tensor,
     if teacher is None:
         return s.sub_(labels)
     return s.mul_(1 + weight).sub_(labels).sub_(teacher.clamp(EPS, 1 - EPS), alpha=weight)
-
-
-def resolve_teacher(choice: str, template: Backbone) -> str:
-    """``auto``: the spec's group head where it is defined (a shared head as wide as the item
-    vectors it is applied to), else the client's own model on ``Q_k``. NCF's head scores the
-    MLP's hidden units: at ``mlp-hidden = latent-dim`` the product exists but carries no item
-    preference (docs/gfmfr.md), at any other width it does not exist."""
-    head = template.HEAD
-    width = getattr(template, head[0]).shape[0] if head else None
-    dim = getattr(template, template.ITEM_TABLE).shape[1]
-    if choice == "auto":
-        return "group-head" if width == dim else "own-model"
-    name = type(template).__name__
-    if choice == "group-head" and head is None:
-        raise ValueError(f"bad run config: teacher='group-head' needs a shared output head; "
-                         f"backbone {name} keeps its head private: use teacher='own-model'.")
-    if choice == "group-head" and width != dim:
-        raise ValueError(f"bad run config: teacher='group-head' applies {name}'s head ({width} "
-                         f"weights, one per hidden unit: mlp-hidden) to item vectors of "
-                         f"latent-dim {dim}; use teacher='own-model', or mlp-hidden=0 for the "
-                         "spec's width.")
-    return choice
-
-
-def resolve_cold_scorer(choice: str, template: Backbone, teacher: str) -> str:
-    """How clients score new items from their group's payload: ``model`` (their own model on
-    ``Q_k``, or ``p_k`` under the group head) or ``profile`` (``Teacher.profile_scores``: needs
-    ``Q_k``, so not under the group head). ``auto``: ``profile`` where the score passes item
-    vectors through NCF's shared MLP (``USER`` set: FedNCF, the FedRAP variant), whose model
-    ranked new items about at random (docs/gfmfr.md); ``model`` elsewhere."""
-    if choice == "profile" and teacher == "group-head":
-        raise ValueError("bad run config: cold-scorer='profile' needs the group's item vectors, "
-                         "which teacher='group-head' does not send; use teacher='own-model' or "
-                         "cold-scorer='model'.")
-    if choice == "auto":
-        return "profile" if template.USER is not None and teacher != "group-head" else "model"
-    return choice

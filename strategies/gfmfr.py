@@ -27,7 +27,6 @@ from strategies.aggregation import changed_rows
 from strategies.backbones.base import Backbone
 from strategies.checkpoint import strip_prefix, torch_state_from_array, torch_state_to_array, with_prefix
 from strategies.config import RunConfig
-from strategies.distillation import resolve_cold_scorer, resolve_teacher
 from strategies.fedrec import FedRecStrategy, RunFailed, shared_item_tables
 from strategies.fusion import FusionTrainer
 from strategies.groups import (
@@ -36,6 +35,7 @@ from strategies.groups import (
     SecureTargets,
     advance,
     cohorts_by_group,
+    resolve_teacher,
 )
 from strategies.records import to_record
 from strategies.secure_aggregation import MIN_COHORT
@@ -64,8 +64,7 @@ class GFMFRStrategy(FedRecStrategy):
         check_encoder_name("text", cfg.text_encoder)
         check_encoder_name("image", cfg.image_encoder)
         # a one-item model says whether the teacher exists, before features are encoded
-        template = build_backbone(backbone_name(cfg), 1, hyper(cfg), cfg.seed)
-        resolve_cold_scorer(cfg.cold_scorer, template, resolve_teacher(cfg.teacher, template))
+        resolve_teacher(cfg.teacher, build_backbone(backbone_name(cfg), 1, hyper(cfg), cfg.seed))
         if cfg.num_groups > dataset.n_users:
             raise ValueError(f"bad run config: num-groups ({cfg.num_groups}) is larger than the "
                              f"number of clients ({dataset.n_users} users in {dataset.name}).")

@@ -170,6 +170,28 @@ def cohorts_by_group(group_of: dict[int, int], minimum: int) -> dict[int, list[i
     return out
 
 
+def resolve_teacher(choice: str, template: Backbone) -> str:
+    """``auto``: the spec's group head where it is defined (a shared head as wide as the item
+    vectors it is applied to), else the client's own model on ``Q_k``. NCF's head scores the
+    MLP's hidden units: at ``mlp-hidden = latent-dim`` the product exists but carries no item
+    preference (docs/gfmfr.md), at any other width it does not exist."""
+    head = template.HEAD
+    width = getattr(template, head[0]).shape[0] if head else None
+    dim = getattr(template, template.ITEM_TABLE).shape[1]
+    if choice == "auto":
+        return "group-head" if width == dim else "own-model"
+    name = type(template).__name__
+    if choice == "group-head" and head is None:
+        raise ValueError(f"bad run config: teacher='group-head' needs a shared output head; "
+                         f"backbone {name} keeps its head private: use teacher='own-model'.")
+    if choice == "group-head" and width != dim:
+        raise ValueError(f"bad run config: teacher='group-head' applies {name}'s head ({width} "
+                         f"weights, one per hidden unit: mlp-hidden) to item vectors of "
+                         f"latent-dim {dim}; use teacher='own-model', or mlp-hidden=0 for the "
+                         "spec's width.")
+    return choice
+
+
 def _payload(group: int, table: np.ndarray, members: list[dict[str, np.ndarray]],
              backbone: type[Backbone], teacher: str) -> dict[str, np.ndarray]:
     """What group members receive. ``group-head``: the server applies the members' mean head to

@@ -13,10 +13,10 @@ from strategies import protocol as p
 from strategies.backbones.base import Hyper
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
-from strategies.distillation import Teacher, kd_loss, resolve_cold_scorer, resolve_teacher, teacher_probs
+from strategies.distillation import Teacher, kd_loss, teacher_probs
 from strategies.fusion import FUSIONS, FusionTrainer, MLPFusion
 from strategies.grouping import align, cluster, describe_clients, rbf_affinity
-from strategies.groups import GroupingOptions, GroupState, advance
+from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
 
 
 def two_blobs(n: int = 20, dim: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -244,29 +244,6 @@ def test_group_head_teacher_needs_a_shared_head_as_wide_as_the_item_vectors():
     assert resolve_teacher("auto", wide) == "own-model"
     with pytest.raises(ValueError, match="mlp-hidden=0"):
         resolve_teacher("group-head", wide)
-
-
-def test_new_items_are_scored_by_the_profile_through_ncf_and_by_the_model_elsewhere():
-    wide_ncf = build_backbone("ncf", 4, Hyper(dim=2, mlp_hidden=8), 0)
-    assert resolve_cold_scorer("auto", wide_ncf, "own-model") == "profile"
-    assert resolve_cold_scorer("auto", build_backbone("fedrap", 4, Hyper(dim=2), 0),
-                               "own-model") == "profile"
-    for name in ("pfedrec", "mf", "fedrap-original"):
-        assert resolve_cold_scorer("auto", build_backbone(name, 4, Hyper(dim=2), 0),
-                                   "own-model") == "model"
-    spec_width = build_backbone("ncf", 4, Hyper(dim=2, mlp_hidden=0), 0)
-    assert resolve_cold_scorer("auto", spec_width, "group-head") == "model"  # p_k only
-    with pytest.raises(ValueError, match="cold-scorer='model'"):
-        resolve_cold_scorer("profile", spec_width, "group-head")
-
-
-def test_profile_scores_rank_items_by_closeness_to_the_users_items():
-    table = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]], np.float32)
-    scores = Teacher(item_vectors=table).profile_scores(np.array([0, 1]))
-    assert list(np.argsort(-scores)) == [0, 1, 3, 2, 4]
-    assert scores[4] == pytest.approx(-scores[0], abs=1e-6)  # cosine: opposite direction
-    with pytest.raises(ValueError, match="Q_k"):
-        Teacher(probs_all=np.ones(5, np.float32)).profile_scores(np.array([0]))
 
 
 def test_gram_pca_matches_sklearn_up_to_sign():
