@@ -135,7 +135,8 @@ class ClientView:
         that cannot know its future: excluding them would leave them the only items never
         pushed down, which personal item tables (FedRAP's D_u) turn into a leak of the answer.
         New items (cold start) are never negatives: they are not in the catalogue yet.
-        Returns ``(items, labels)`` in a random order; call once per round to resample negatives.
+        Returns ``(items, labels)`` in a random order; each call is a fresh draw of negatives
+        (once a round, or once an epoch with ``neg-resample = "epoch"``: ``train_local``).
         """
         train = np.zeros(self.n_items, dtype=bool) if self.cold is None else self.cold.copy()
         train[self.train_items] = True  # (and new items: they are not in the catalogue yet)
