@@ -8,7 +8,9 @@ ServerApp and ClientApp in one process (``python -m server_app.inprocess``), ``-
 side by side: on a 2-core machine that finishes a table in about half the time. A run is
 ``<strategy>`` or ``<strategy>:<extra run-config>``; its label in the table is the whole string.
 Every run writes ``<out>/runs/<label>-seed<seed>/summary.json`` (and ``rounds.csv``); a run whose
-summary exists is not run again, so an interrupted comparison resumes where it stopped, and
+summary exists is not run again, so an interrupted comparison resumes where it stopped; a run
+left with a checkpoint and no summary continues from its checkpoint (``resume=true``: an
+in-process run needs ``client-state-dir`` for that, or it is refused with the reason), and
 ``--finished-only`` runs nothing and tabulates the summaries there (how the tables under
 ``docs/results/`` are rebuilt). ``<out>/table.md`` (and ``table.csv``) holds mean and standard
 deviation over seeds of the test metrics at each run's best-validation round, beside
@@ -165,6 +167,10 @@ def run(federation: str, label: str, seed: int, common: str, out: Path, engine: 
     if not summary_path.is_file():
         overrides = (f"strategy='{strategy}' seed={seed} run-name='{name}' "
                      f"results-dir='{out / 'runs'}' {common} {extra}")
+        if ((summary_path.parent / "checkpoint.npz").is_file()
+                and "resume" not in parse_overrides(overrides)):
+            print(f"{label} seed {seed}: continuing from its checkpoint", flush=True)
+            overrides += " resume=true"
         if engine == "simulation":
             command = ["-m", "server_app.cli", "run", federation, "-c", overrides]
         else:

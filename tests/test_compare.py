@@ -18,10 +18,10 @@ def rows(table: Path) -> list[str]:
     return [line for line in table.read_text().splitlines() if line.startswith("| `")]
 
 
-def compare(out: Path, *args: str) -> int:
+def compare(out: Path, *args: str, config: str = "", rounds: int = 2) -> int:
     return main(["compare", "--federation", "synthetic", "--runs", "fcf", "--out", str(out),
                  "--engine", "inprocess", "--run-config",
-                 f"num-server-rounds=2 cache-dir='{out / 'cache'}'", *args])
+                 f"num-server-rounds={rounds} cache-dir='{out / 'cache'}' {config}", *args])
 
 
 def test_finished_only_rebuilds_the_table_from_summaries_alone(tmp_path, capsys, monkeypatch):
@@ -48,6 +48,29 @@ def test_finished_only_rebuilds_the_table_from_summaries_alone(tmp_path, capsys,
     assert [row.split("|")[1].strip() for row in built] == [
         "`fcf`", "`pop` *non-federated*", "`central-mf` *non-federated*"]
     assert (tmp_path / "val_hr50.png").stat().st_size > 0
+
+
+def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
+    """A run killed after a checkpoint (no summary yet) continues from it instead of failing on
+    the unfinished run's folder; without the users' stored state it is refused, with the reason."""
+    state = f"client-state-dir='{tmp_path / 'clients'}'"
+    assert compare(tmp_path, "--seeds", "0", config=state) == 0
+    run_dir = tmp_path / "runs" / "fcf-seed0"
+    first = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").unlink()  # as if killed after round 2's checkpoint
+    capsys.readouterr()
+    assert compare(tmp_path, "--seeds", "0", config=state, rounds=4) == 0
+    assert "fcf seed 0: continuing from its checkpoint" in capsys.readouterr().out
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    assert resumed["config"]["resume"] is True
+    assert [r["round"] for r in resumed["rounds"]] == [0, 1, 2, 3, 4]
+    assert resumed["rounds"][:3] == first["rounds"][:3]
+
+    (run_dir / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "clients")
+    assert compare(tmp_path, "--seeds", "0", rounds=6) == 1
+    assert "fcf seed 0 failed" in capsys.readouterr().err
+    assert "client-state-dir" in (tmp_path / "runs" / "fcf-seed0.log").read_text()
 
 
 @pytest.mark.parametrize("name", ["ml-100k-mm-cold", "ml-100k-mm-cold-fedncf", "ml-100k-mm-recipe",
