@@ -15,6 +15,7 @@ user of the dataset (``gfmfr compare --engine inprocess`` runs each of its runs 
 from __future__ import annotations
 
 import argparse
+import importlib
 import random
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -28,10 +29,14 @@ from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
+from strategies import shamir
 from strategies.config import parse_overrides
 
 # node_id, message -> replacement reply content (or raise) for fault injection
 Fault = Callable[[int, Message, Message], Message | None]
+
+# Flower's SecAgg+ client module (its package exports the mod function under the same name)
+SECAGGPLUS_CLIENT = importlib.import_module("flwr.client.mod.secure_aggregation.secaggplus_mod")
 
 
 def _roundtrip(content: RecordDict) -> tuple[RecordDict, int]:
@@ -64,6 +69,9 @@ class InProcessGrid(Grid):
                                              state=RecordDict(), run_config=dict(run_config))
         self._replies: dict[str, Message] = {}
         TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+        # SecAgg+ clients split their key shares with the same field and layout, 12x faster:
+        # here every client's split runs one after another (strategies/shamir.py)
+        SECAGGPLUS_CLIENT.create_shares = shamir.create_shares
 
     def set_run(self, run: Any) -> None:
         pass

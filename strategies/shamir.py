@@ -1,4 +1,5 @@
-"""Shamir recombination for the server's unmasking, the same secrets as Flower's ``combine_shares``.
+"""Shamir recombination for the server's unmasking, the same secrets as Flower's ``combine_shares``,
+and the clients' split for simulations.
 
 Flower's ``combine_shares`` calls pycryptodome's ``Shamir.combine`` on every 16-byte chunk, which
 recomputes the Lagrange weights (one field inversion per share) and multiplies in GF(2^128) with
@@ -12,14 +13,23 @@ The field is pycryptodome's: a 128-bit integer per element (least significant bi
 coefficient), reduced by ``x^128 + x^7 + x^2 + x + 1``; chunks are big-endian 16-byte strings, and
 each share is Flower's ``<4-byte little-endian index><16 bytes per chunk>``.
 ``tests/test_secure_aggregation.py`` checks every result against ``combine_shares``.
+
+``create_shares`` is the clients' split in the same layout. Flower's calls pycryptodome's
+``Shamir.split``, whose multiply walks bit masks built from strings: 16 ms a secret here, and a
+simulation in one process pays it for every client one after another (two thirds of a secure
+in-process round on ml-100k-mm). Share indices are small public integers, so Horner's rule needs
+only a multiplication by a few-bit element per coefficient. The coefficients come from the
+operating system's entropy, as pycryptodome's do. The in-process engine uses it; deployments keep
+Flower's (a device splits two secrets a round: nothing to gain there).
 """
 
 from __future__ import annotations
 
 import functools
+import secrets
 
 from Crypto.Protocol.SecretSharing import _Element
-from Crypto.Util.Padding import unpad
+from Crypto.Util.Padding import pad, unpad
 
 _LOW = (1 << 128) - 1
 
@@ -88,3 +98,36 @@ def combine_shares(share_list: list[bytes]) -> bytes:
         return unpad(bytes(secret), 16)
     except ValueError:
         raise ValueError("Failed to combine shares") from None
+
+
+def _times_small(a: int, x: int) -> int:
+    """``a * x`` in the field for a small public ``x`` (a share index): shift-and-add over x's
+    bits, reducing after each shift without branching on ``a``."""
+    z = 0
+    while x:
+        if x & 1:
+            z ^= a
+        a = ((a << 1) & _LOW) ^ (0x87 * (a >> 127))  # x^128 = x^7 + x^2 + x + 1
+        x >>= 1
+    return z
+
+
+def create_shares(secret: bytes, threshold: int, num: int) -> list[bytes]:
+    """``num`` shares of ``secret``, any ``threshold`` of which rebuild it (Flower's layout:
+    ``<4-byte little-endian index><16 bytes per chunk>``, indices 1..num)."""
+    if not 1 <= threshold <= num:
+        raise ValueError(f"need 1 <= threshold <= num shares, got {threshold} of {num}")
+    padded = pad(secret, 16)
+    chunks = [int.from_bytes(padded[i:i + 16], "big") for i in range(0, len(padded), 16)]
+    # per chunk: random c_{t-1} .. c_1, then the chunk as c_0 (Horner's order)
+    polys = [[secrets.randbits(128) for _ in range(threshold - 1)] + [c] for c in chunks]
+    shares = []
+    for index in range(1, num + 1):
+        share = bytearray(index.to_bytes(4, "little"))
+        for coeffs in polys:
+            value = 0
+            for c in coeffs:
+                value = _times_small(value, index) ^ c
+            share += value.to_bytes(16, "big")
+        shares.append(bytes(share))
+    return shares

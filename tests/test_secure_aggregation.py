@@ -76,6 +76,40 @@ def test_server_recombination_gives_flowers_secrets():
     assert lagrange_weights.cache_info().misses == 1
 
 
+def test_simulation_split_is_flowers_sharing_with_fresh_randomness():
+    """The in-process engine's client split: shares Flower's own combine_shares rebuilds from any
+    threshold of them, in Flower's layout, with coefficients drawn afresh each time; fewer than the
+    threshold do not give the secret back."""
+    from Crypto.Protocol.SecretSharing import _Element
+    from flwr.common.secure_aggregation.crypto.shamir import combine_shares as flower_combine
+    from flwr.common.secure_aggregation.crypto.shamir import create_shares as flower_split
+
+    from strategies.shamir import _times_small, create_shares
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        a, x = int.from_bytes(rng.bytes(16), "big"), int(rng.integers(1, 2**16))
+        assert _times_small(a, x) == int(_Element(a) * _Element(x))
+    for size, threshold, num in ((1, 1, 3), (32, 6, 11), (241, 11, 21), (48, 21, 21)):
+        secret = rng.bytes(size)
+        shares = create_shares(secret, threshold, num)
+        assert [len(s) for s in shares] == [len(s) for s in flower_split(secret, threshold, num)]
+        assert [int.from_bytes(s[:4], "little") for s in shares] == list(range(1, num + 1))
+        for _ in range(3):
+            picked = [shares[i] for i in rng.choice(num, threshold, replace=False)]
+            assert flower_combine(picked) == secret
+        if threshold > 1:  # (one share is the secret itself)
+            assert create_shares(secret, threshold, num) != shares  # not a seeded draw
+            try:
+                assert flower_combine(shares[:threshold - 1]) != secret
+            except ValueError:  # or the padding is refused
+                pass
+    with pytest.raises(ValueError, match="threshold"):
+        create_shares(b"k", 4, 3)
+    grid = inprocess.InProcessGrid(None, 2, {})
+    assert inprocess.SECAGGPLUS_CLIENT.create_shares is create_shares and grid.contexts
+
+
 def test_auto_is_on_in_deployments_and_off_in_simulations():
     from flwr.superlink.grid.http_grid import HttpGrid
 
