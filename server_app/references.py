@@ -58,6 +58,20 @@ class CentralMF:
     batch_size: int = 1024
     neg_per_pos: int = 4
     patience: int = 10
+    recency_half_life: float = 0.0  # > 0: weight recent interactions more (a probe; 0 = off)
+
+
+def recency_weights(split: LeaveOneOut, half_life: float) -> np.ndarray:
+    """(n_train,) ``0.5 ** (age / half_life)`` per training interaction, ``age`` = how many of
+    its user's training interactions came after it (the split keeps them in time order), scaled
+    to a mean of 1 per user; ones when ``half_life`` <= 0."""
+    counts = np.diff(split.indptr)
+    if half_life <= 0:
+        return np.ones(split.train.size)
+    users = np.repeat(np.arange(split.n_users), counts)
+    age = np.repeat(split.indptr[1:], counts) - 1 - np.arange(split.train.size)
+    weights = 0.5 ** (age / half_life)
+    return weights / (np.bincount(users, weights, split.n_users) / counts)[users]
 
 
 def central_mf(split: LeaveOneOut, seed: int, hp: CentralMF = CentralMF(),
@@ -76,6 +90,8 @@ def central_mf(split: LeaveOneOut, seed: int, hp: CentralMF = CentralMF(),
     item_bias = torch.nn.Parameter(torch.zeros(n_items))
     params = [user_emb, item_emb, item_bias]
     optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    weights = torch.from_numpy(recency_weights(split, hp.recency_half_life)).float()
+    weights = torch.cat((weights, weights.repeat_interleave(hp.neg_per_pos)))
     best, best_val, since = None, -1.0, 0
     for epoch in range(1, hp.epochs + 1):
         neg_users = np.repeat(users, hp.neg_per_pos)
@@ -92,7 +108,8 @@ def central_mf(split: LeaveOneOut, seed: int, hp: CentralMF = CentralMF(),
             batch = order[start:start + hp.batch_size]
             eu, ei = user_emb[u[batch]], item_emb[i[batch]]
             logits = (eu * ei).sum(1) + item_bias[i[batch]]
-            loss = F.binary_cross_entropy_with_logits(logits, y[batch])
+            loss = (F.binary_cross_entropy_with_logits(logits, y[batch], reduction="none")
+                    * weights[batch]).mean()
             loss = loss + hp.l2 * (eu.square().sum() + ei.square().sum()) / len(batch)
             optimizer.zero_grad()
             loss.backward()
@@ -164,6 +181,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--recency-half-life", type=float, default=0.0,
+                        help="central-mf only: weight recent interactions (a probe, "
+                             "docs/training-recipe.md); 0 = off, the references' setting")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = {}
@@ -171,7 +191,8 @@ def main() -> None:
         for seed in args.seeds:
             split = load_split(args.dataset, Path(args.data_dir).resolve(),
                                Path(args.cache_dir or "/tmp").resolve(), seed)
-            result = (central_mf(split, seed, log=args.verbose) if name == "central-mf"
+            hp = CentralMF(recency_half_life=args.recency_half_life)
+            result = (central_mf(split, seed, hp, log=args.verbose) if name == "central-mf"
                       else fn(split, seed))
             out.setdefault(name, []).append({"seed": seed, **result})
             print(f"{name} seed {seed}: test HR@50 {result[TEST]['HR@50']:.4f} "
