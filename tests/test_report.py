@@ -1,7 +1,11 @@
-"""The benchmark report pools a run split over several comparison tables exactly."""
+"""The benchmark report pools a run split over several comparison tables exactly, and sets a
+recipe's round time beside the accuracy it buys."""
+
+import json
 
 import numpy as np
 
+from benchmarks import report
 from benchmarks.report import METRICS, pooled
 
 
@@ -25,3 +29,26 @@ def test_pooling_partial_tables_equals_one_table_over_all_seeds():
 def test_pooling_one_seed_has_zero_spread():
     merged = pooled([table_row(np.array([0.2]))])
     assert merged["seeds"] == 1 and merged["NDCG@50 std"] == 0.0
+
+
+def test_recipe_cost_pairs_each_strategy_with_its_accuracy_and_the_references(tmp_path,
+                                                                              monkeypatch):
+    def rows(seconds: float) -> list[dict]:
+        return [{"strategy": "fcf", "seconds_per_round": seconds, "measured": "today"}]
+
+    (tmp_path / "rounds-ml-100k-mm.json").write_text(json.dumps(rows(6.0)))
+    (tmp_path / "rounds-ml-100k-mm-spec-recipe.json").write_text(json.dumps(rows(5.0)))
+    monkeypatch.setattr(report, "DATA", tmp_path)
+    lines = report.recipe_cost_section("ml-100k-mm")
+    fcf = next(line for line in lines if line.startswith("| `fcf`"))
+    cells = [c.strip() for c in fcf.strip("|").split("|")]
+    assert cells[1:4] == ["5.00", "6.00", "+20%"]
+    # accuracy read from the committed comparison tables of each recipe
+    assert cells[4].startswith("0.171") and cells[5].startswith("0.327")
+    assert any(line.startswith("| `pop` *non-federated*") for line in lines)
+    assert any(line.startswith("| `central-mf` *non-federated*") for line in lines)
+
+
+def test_recipe_cost_says_how_to_measure_when_a_side_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "DATA", tmp_path)
+    assert "Not measured yet" in report.recipe_cost_section("ml-100k-mm")[0]
