@@ -103,6 +103,7 @@ class RunConfig:
     fusion: str = "mlp"  # mlp | sum | gate | attention | moe
     fusion_epochs: int = 50
     fusion_lr: float = 0.01
+    fusion_weight_decay: float = 0.0
     kd_weight: str = "adaptive"  # adaptive | fixed | none
     kd_fixed: float = 0.5
     kd_max: float = 1.0  # cap of the adaptive weight
@@ -189,6 +190,7 @@ class RunConfig:
             (self.num_groups >= 1, "num-groups must be >= 1"),
             (self.fusion_epochs >= 0, "fusion-epochs must be >= 0"),
             (self.fusion_lr > 0, "fusion-lr must be > 0"),
+            (self.fusion_weight_decay >= 0, "fusion-weight-decay must be >= 0 (0 = off)"),
             (self.kd_fixed >= 0, "kd-fixed must be >= 0"),
             (self.kd_max >= 0, "kd-max must be >= 0"),
             (self.kd_start >= 1, "kd-start must be >= 1 (the first round that distils)"),

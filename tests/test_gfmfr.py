@@ -120,6 +120,27 @@ def trainer_for(n_items: int, groups: int) -> FusionTrainer:
                          np.ones(n_items, dtype=bool), d=4, operator="mlp", lr=0.01, seed=0)
 
 
+def test_fusion_weight_decay_keeps_the_network_smaller_on_the_same_fit():
+    """``fusion-weight-decay`` (AdamW) regularises the fit; 0 keeps the spec's plain Adam."""
+    rng = np.random.default_rng(1)
+    targets = rng.normal(size=(2, 40, 4)).astype(np.float32)
+
+    def fitted(weight_decay: float) -> FusionTrainer:
+        trainer = FusionTrainer(2, rng.normal(size=(40, 6)), rng.normal(size=(40, 5)),
+                                np.ones(40, dtype=bool), d=4, operator="mlp", lr=0.01, seed=0,
+                                weight_decay=weight_decay)
+        trainer.fit(np.arange(2), targets, epochs=300)
+        return trainer
+
+    def norm(trainer: FusionTrainer) -> float:
+        return float(sum(p.square().sum() for p in trainer.net.parameters()))
+
+    plain, decayed = fitted(0.0), fitted(1.0)
+    assert type(plain.optimizer) is torch.optim.Adam
+    assert type(decayed.optimizer) is torch.optim.AdamW
+    assert norm(decayed) < 0.9 * norm(plain)
+
+
 @pytest.mark.parametrize("backbone", ["ncf", "fedrap"])  # every backbone with a shared head
 def test_group_head_payloads_p_k_and_q_k_give_the_same_loss(backbone):
     """The spec (docs/method.md, step 5): the server sends p_k, or Q_k plus the group head (w_k,
