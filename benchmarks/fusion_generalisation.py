@@ -1,7 +1,7 @@
-"""How well GFMFR's fusion network places items it never fitted, by weight decay.
+"""How well GFMFR's fusion network places items it never fitted, by feature dropout.
 
     python -m benchmarks.fusion_generalisation --checkpoint RUN/checkpoint.npz \
-        --dataset ml-100k-mm --weight-decays 0 0.1 1 3 --json out.json
+        --dataset ml-100k-mm --dropouts 0 0.3 0.5 0.8 --json out.json
 
 New items (cold start) are scored with fused embeddings of items the network never fitted. This
 takes a trained shared item table from a run's checkpoint, holds a seeded share of its items out,
@@ -44,10 +44,10 @@ def r2(fit: np.ndarray, goal: np.ndarray) -> float:
     return 1.0 - float(np.mean((fit - goal) ** 2)) / max(float(np.var(goal)), 1e-12)
 
 
-def fusion_r2(table: np.ndarray, features, held_out: np.ndarray, weight_decay: float,
+def fusion_r2(table: np.ndarray, features, held_out: np.ndarray, dropout: float,
               rounds: int, epochs: int, seed: int) -> dict[str, float]:
     trainer = FusionTrainer(1, features.text, features.image, features.image_mask,
-                            table.shape[1], "mlp", 0.01, seed, weight_decay=weight_decay)
+                            table.shape[1], "mlp", 0.01, seed, dropout=dropout)
     for _ in range(rounds):
         trainer.fit(np.zeros(1, dtype=np.int64), table[None], epochs, ~held_out)
     fused = trainer.tables(np.zeros(1, dtype=np.int64))[0]
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="ml-100k-mm")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/gfmfr-cache"))
-    parser.add_argument("--weight-decays", type=float, nargs="+", default=[0.0, 0.1, 1.0, 3.0])
+    parser.add_argument("--dropouts", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.8])
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--held-out", type=float, default=0.2)
@@ -87,9 +87,9 @@ def main() -> None:
         raise SystemExit(f"{name} has {table.shape[0]} rows but {args.dataset} has "
                          f"{features.text.shape[0]} items: is the checkpoint from that dataset?")
     held_out = np.random.default_rng([args.seed, 7]).random(table.shape[0]) < args.held_out
-    rows = [{"model": "fusion mlp", "weight_decay": wd,
-             **fusion_r2(table, features, held_out, wd, args.rounds, args.epochs, args.seed)}
-            for wd in args.weight_decays]
+    rows = [{"model": "fusion mlp", "fusion_dropout": rate,
+             **fusion_r2(table, features, held_out, rate, args.rounds, args.epochs, args.seed)}
+            for rate in args.dropouts]
     rows.append({"model": "ridge (linear reference)", **ridge_r2(table, features, held_out)})
     print(f"{name} of {args.checkpoint} ({int(held_out.sum())} of {held_out.size} items held out)")
     for row in rows:

@@ -103,7 +103,7 @@ class RunConfig:
     fusion: str = "mlp"  # mlp | sum | gate | attention | moe
     fusion_epochs: int = 50
     fusion_lr: float = 0.01
-    fusion_weight_decay: float = 0.0
+    fusion_dropout: float = 0.0
     kd_weight: str = "adaptive"  # adaptive | fixed | none
     kd_fixed: float = 0.5
     kd_max: float = 1.0  # cap of the adaptive weight
@@ -190,7 +190,7 @@ class RunConfig:
             (self.num_groups >= 1, "num-groups must be >= 1"),
             (self.fusion_epochs >= 0, "fusion-epochs must be >= 0"),
             (self.fusion_lr > 0, "fusion-lr must be > 0"),
-            (self.fusion_weight_decay >= 0, "fusion-weight-decay must be >= 0 (0 = off)"),
+            (0 <= self.fusion_dropout < 1, "fusion-dropout must be in [0, 1) (0 = off)"),
             (self.kd_fixed >= 0, "kd-fixed must be >= 0"),
             (self.kd_max >= 0, "kd-max must be >= 0"),
             (self.kd_start >= 1, "kd-start must be >= 1 (the first round that distils)"),

@@ -82,7 +82,7 @@ class GFMFRStrategy(FedRecStrategy):
             features.text.shape, features.image.shape, int((~features.image_mask).sum()))
         trainer = FusionTrainer(cfg.num_groups, features.text, features.image,
                                 features.image_mask, cfg.latent_dim, cfg.fusion, cfg.fusion_lr,
-                                cfg.seed, weight_decay=cfg.fusion_weight_decay)
+                                cfg.seed, dropout=cfg.fusion_dropout)
         return cls(cfg, template, users, trainer)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:

@@ -46,7 +46,7 @@ def test_upload_rows_auto_only_without_ldp_noise(value, noise, rows):
     ({"seed": -1}, "seed must be >= 0"),
     ({"num-server-rounds": True}, "num-server-rounds must be an integer, got True"),
     ({"fusion-lr": float("inf")}, "fusion-lr must be a finite number"),
-    ({"fusion-weight-decay": -0.1}, "fusion-weight-decay must be >= 0"),
+    ({"fusion-dropout": 1.0}, "fusion-dropout must be in [0, 1)"),
     ({"server-lr": float("nan")}, "server-lr must be a finite number"),
     ({"ldp-noise": "inf"}, "ldp-noise must be a finite number"),
     ({"fusion": "concat"}, "fusion must be one of mlp, sum, gate, attention, moe"),
