@@ -159,6 +159,24 @@ def plot_scale(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def fusion_generalisation_section() -> list[str]:
+    """R2 of the fusion network on items held out of its fit (benchmarks.fusion_generalisation)."""
+    lines = ["| item table fitted | model | fusion-dropout | R2 on fitted items | R2 on held-out "
+             "items |", "| --- | --- | ---: | ---: | ---: |"]
+    for path in sorted(DATA.glob("fusion-generalisation-*.json")):
+        found = json.loads(path.read_text())
+        for row in found["rows"]:
+            dropout = row.get("fusion_dropout")
+            lines.append(f"| {found.get('source', found['checkpoint'])} | {row['model']} | "
+                         + ("-" if dropout is None else f"{dropout:g}") + " | "
+                         + (f"{row['fit_r2']:.3f}" if "fit_r2" in row else "-")
+                         + f" | {row['held_out_r2']:.3f} |")
+    if len(lines) == 2:
+        return ["_Not measured yet: `python -m benchmarks.fusion_generalisation --checkpoint "
+                "RUN/checkpoint.npz --json docs/benchmarks/fusion-generalisation-<name>.json`._", ""]
+    return [*lines, ""]
+
+
 def privacy_section(name: str = "attack-ml-100k-mm.json") -> list[str]:
     stored = load(name)
     if stored is None:
@@ -327,6 +345,14 @@ def main() -> None:
             "9.8-10.0 s (A/B, same machine and hour). `wire-dtype=float16` halves what is left: "
             "FedRAP's traffic per client and round 908 KB (whole tables) -> 615 KB (default) -> "
             "310 KB; its accuracy effect is in the options table below.", "",
+            "## New items: how well the fusion network places items it never fitted", "",
+            "`python -m benchmarks.fusion_generalisation --checkpoint RUN/checkpoint.npz "
+            "--dropouts 0 0.3 0.5 0.8 --json docs/benchmarks/fusion-generalisation-<name>.json`: "
+            "a trained shared item table, a seeded 20% of its items held out, the fusion network "
+            "fitted to the rest as the server fits it (50 rounds of 50 epochs, warm-started); a "
+            "ridge regression on the same features, its penalty chosen on the held-out items, "
+            "is the linear reference. Training rows only: no user's held-out interaction.", "",
+            *fusion_generalisation_section(),
             "## Privacy: what the server learns of users' training items", "",
             "`python -m benchmarks.attack -c \"dataset='ml-100k-mm' strategy='pfedrec'\" "
             "--rounds 3 --variant \"\" --variant \"upload-rows=false\" --variant "
