@@ -132,7 +132,7 @@ class FusionTrainer:
         # targets (R2 0.99) and places items it never fitted (new items) far less well; dropping
         # input features while fitting trades a little fit for that
         # (benchmarks.fusion_generalisation). Q_k is always computed from every feature.
-        self.dropout = dropout
+        self.dropout, self.seed = dropout, seed
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr, betas=(0.9, beta2))
 
     def fit(self, groups: np.ndarray, targets: np.ndarray, epochs: int,
@@ -144,11 +144,10 @@ class FusionTrainer:
         keep = slice(None) if rows is None or rows.all() else torch.from_numpy(np.flatnonzero(rows))
         text, image, mask, y = self.text[keep], self.image[keep], self.mask[keep], y[:, keep]
         losses = []
+        masks = self._dropout_masks(text, image)
         for _ in range(epochs):
-            if self.dropout:
-                text_in, image_in = F.dropout(text, self.dropout), F.dropout(image, self.dropout)
-            else:
-                text_in, image_in = text, image
+            text_in, image_in = (text, image) if masks is None else \
+                (text * next(masks), image * next(masks))
             loss = F.mse_loss(self.net(g, text_in, image_in, mask), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -157,6 +156,22 @@ class FusionTrainer:
             self.optimizer.step()
             losses.append(loss.item())
         return losses
+
+    def _dropout_masks(self, *features: torch.Tensor):
+        """Inverted-dropout masks, endlessly, or None without dropout. Drawn from the run's seed
+        and the optimiser's step count, which the checkpoint keeps: a resumed run draws the same
+        masks as one that was never stopped."""
+        if not self.dropout:
+            return None
+        steps = next((int(state["step"]) for state in self.optimizer.state.values()), 0)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + steps)
+        keep = 1.0 - self.dropout
+
+        def draw():
+            while True:
+                for x in features:
+                    yield (torch.rand(x.shape, generator=generator) < keep).float() / keep
+        return draw()
 
     @torch.no_grad()
     def tables(self, groups: np.ndarray) -> np.ndarray:

@@ -128,7 +128,6 @@ def test_fusion_dropout_acts_while_fitting_only():
     targets = rng.normal(size=(2, 40, 4)).astype(np.float32)
 
     def fitted(dropout: float) -> FusionTrainer:
-        torch.manual_seed(0)
         trainer = FusionTrainer(2, text, image, np.ones(40, dtype=bool), d=4, operator="mlp",
                                 lr=0.01, seed=0, dropout=dropout)
         trainer.fit(np.arange(2), targets, epochs=50)
@@ -138,6 +137,30 @@ def test_fusion_dropout_acts_while_fitting_only():
     np.testing.assert_array_equal(dropped.tables(np.arange(2)), dropped.tables(np.arange(2)))
     assert not np.allclose(plain.tables(np.arange(2)), dropped.tables(np.arange(2)))
     np.testing.assert_array_equal(plain.tables(np.arange(2)), fitted(0.0).tables(np.arange(2)))
+    np.testing.assert_array_equal(dropped.tables(np.arange(2)), fitted(0.5).tables(np.arange(2)))
+
+
+def test_fusion_dropout_masks_continue_across_a_resume():
+    """A trainer rebuilt from a checkpoint (network and optimiser state) draws the masks the
+    uninterrupted trainer draws: a resumed run fits the same network."""
+    rng = np.random.default_rng(2)
+    text, image = rng.normal(size=(30, 6)), rng.normal(size=(30, 5))
+    targets = rng.normal(size=(2, 30, 4)).astype(np.float32)
+
+    def trainer() -> FusionTrainer:
+        return FusionTrainer(2, text, image, np.ones(30, dtype=bool), d=4, operator="mlp",
+                             lr=0.01, seed=3, dropout=0.5)
+
+    straight = trainer()
+    for _ in range(2):
+        straight.fit(np.arange(2), targets, epochs=10)
+    first = trainer()
+    first.fit(np.arange(2), targets, epochs=10)
+    resumed = trainer()
+    resumed.net.load_state_dict(first.net.state_dict())
+    resumed.optimizer.load_state_dict(first.optimizer.state_dict())
+    resumed.fit(np.arange(2), targets, epochs=10)
+    np.testing.assert_array_equal(resumed.tables(np.arange(2)), straight.tables(np.arange(2)))
 
 
 @pytest.mark.parametrize("backbone", ["ncf", "fedrap"])  # every backbone with a shared head
