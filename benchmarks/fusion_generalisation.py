@@ -24,7 +24,7 @@ from sklearn.linear_model import Ridge
 
 from datasets.registry import load_dataset
 from encoders.features import item_features
-from strategies.fusion import FusionTrainer, _standardise
+from strategies.fusion import FusionTrainer, fit_r2
 
 RIDGE_PENALTIES = (10.0, 100.0, 1000.0, 3000.0, 10000.0, 30000.0)
 
@@ -40,26 +40,27 @@ def item_table(checkpoint: Path, name: str = "") -> tuple[str, np.ndarray]:
     return next(iter(tables.items()))
 
 
-def r2(fit: np.ndarray, goal: np.ndarray) -> float:
-    return 1.0 - float(np.mean((fit - goal) ** 2)) / max(float(np.var(goal)), 1e-12)
+def trainer_for(table: np.ndarray, features, dropout: float, seed: int) -> FusionTrainer:
+    """A one-group fusion network as the server builds it."""
+    return FusionTrainer(1, features.text, features.image, features.image_mask, table.shape[1],
+                         "mlp", 0.01, seed, dropout=dropout)
 
 
 def fusion_r2(table: np.ndarray, features, held_out: np.ndarray, dropout: float,
               rounds: int, epochs: int, seed: int) -> dict[str, float]:
-    trainer = FusionTrainer(1, features.text, features.image, features.image_mask,
-                            table.shape[1], "mlp", 0.01, seed, dropout=dropout)
+    trainer = trainer_for(table, features, dropout, seed)
     for _ in range(rounds):
         trainer.fit(np.zeros(1, dtype=np.int64), table[None], epochs, ~held_out)
     fused = trainer.tables(np.zeros(1, dtype=np.int64))[0]
-    return {"fit_r2": r2(fused[~held_out], table[~held_out]),
-            "held_out_r2": r2(fused[held_out], table[held_out])}
+    return {"fit_r2": fit_r2(fused[~held_out], table[~held_out]),
+            "held_out_r2": fit_r2(fused[held_out], table[held_out])}
 
 
 def ridge_r2(table: np.ndarray, features, held_out: np.ndarray) -> dict[str, float]:
-    x = np.concatenate((_standardise(features.text),
-                        _standardise(features.image, features.image_mask)
-                        * features.image_mask[:, None]), axis=1)
-    scores = {a: r2(Ridge(alpha=a).fit(x[~held_out], table[~held_out]).predict(x[held_out]),
+    """Ridge on the features the fusion network sees (standardised, no image where none)."""
+    trainer = trainer_for(table, features, 0.0, 0)
+    x = torch.cat((trainer.text, trainer.image * trainer.mask[:, None]), dim=1).numpy()
+    scores = {a: fit_r2(Ridge(alpha=a).fit(x[~held_out], table[~held_out]).predict(x[held_out]),
                     table[held_out]) for a in RIDGE_PENALTIES}
     best = max(scores, key=scores.get)
     return {"penalty": best, "held_out_r2": scores[best]}

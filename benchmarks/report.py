@@ -57,10 +57,6 @@ def rounds_section(name: str, title: str) -> list[str]:
     return [f"### {title}", "", *lines, ""]
 
 
-# what a benchmarks.rounds strategy is called in the comparison tables (GFMFR's default backbone)
-ACCURACY_LABEL = {"gfmfr": "gfmfr:backbone='pfedrec'"}
-
-
 def recipe_cost_section(dataset: str = "ml-100k-mm") -> list[str]:
     """Round time of today's training recipe against the spec's on the same code, beside the
     test HR@50 each recipe reaches (3-seed comparison tables), so the time is read with what it
@@ -69,8 +65,12 @@ def recipe_cost_section(dataset: str = "ml-100k-mm") -> list[str]:
     if spec is None or ours is None:
         return [f"_Not measured yet: `python -m benchmarks.rounds ... --run-config \"<the spec's "
                 f"recipe>\" --json docs/benchmarks/rounds-{dataset}-spec-recipe.json`._", ""]
+    from strategies.registry import STRATEGIES
+
     accuracy = {False: result_rows(dataset, recipe=False), True: result_rows(dataset, recipe=True)}
     ours_by = {r["strategy"]: r for r in ours}
+    # benchmarks.rounds runs GFMFR on its default backbone, which the tables name
+    labels = {"gfmfr": f"gfmfr:backbone='{STRATEGIES['gfmfr'].default_backbone}'"}
 
     def hr(recipe: bool, label: str) -> str:
         row = accuracy[recipe].get(label)
@@ -83,18 +83,16 @@ def recipe_cost_section(dataset: str = "ml-100k-mm") -> list[str]:
         new = ours_by.get(old["strategy"])
         if new is None:
             continue
-        label = ACCURACY_LABEL.get(old["strategy"], old["strategy"])
+        label = labels.get(old["strategy"], old["strategy"])
         change = 100 * (new["seconds_per_round"] / old["seconds_per_round"] - 1)
         lines.append(f"| `{old['strategy']}` | {old['seconds_per_round']:.2f} | "
                      f"{new['seconds_per_round']:.2f} | {change:+.0f}% | {hr(False, label)} | "
                      f"{hr(True, label)} |")
-    table = ROOT / "docs" / "results" / f"{dataset}-recipe" / "table.csv"
-    if table.is_file():  # the references, from the table the recipe's rows come from
-        with table.open() as handle:
-            for row in csv.DictReader(handle):
-                if row["run"] in ("pop", "central-mf"):
-                    lines.append(f"| `{row['run']}` *non-federated* | - | - | - | "
-                                 f"{float(row['HR@50']):.3f} | {float(row['HR@50']):.3f} |")
+    for name in ("pop", "central-mf"):  # the same split under both recipes
+        row = accuracy[True].get(name)
+        if row is not None:
+            lines.append(f"| `{name}` *non-federated* | - | - | - | {row['HR@50']:.3f} | "
+                         f"{row['HR@50']:.3f} |")
     measured = sorted({r.get("measured", "") for r in spec + ours})
     return [*lines, "", f"Measured: {'; '.join(measured)}.", "",
             "Where the time goes: local Adam steps instead of hand-written SGD (every strategy), "

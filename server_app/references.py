@@ -187,11 +187,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = {}
+    hp = CentralMF(recency_half_life=args.recency_half_life)
     for name, fn in REFERENCES.items():
         for seed in args.seeds:
             split = load_split(args.dataset, Path(args.data_dir).resolve(),
                                Path(args.cache_dir or "/tmp").resolve(), seed)
-            hp = CentralMF(recency_half_life=args.recency_half_life)
             result = (central_mf(split, seed, hp, log=args.verbose) if name == "central-mf"
                       else fn(split, seed))
             out.setdefault(name, []).append({"seed": seed, **result})

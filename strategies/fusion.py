@@ -144,10 +144,10 @@ class FusionTrainer:
         keep = slice(None) if rows is None or rows.all() else torch.from_numpy(np.flatnonzero(rows))
         text, image, mask, y = self.text[keep], self.image[keep], self.mask[keep], y[:, keep]
         losses = []
-        masks = self._dropout_masks(text, image)
+        generator = self._dropout_generator()
         for _ in range(epochs):
-            text_in, image_in = (text, image) if masks is None else \
-                (text * next(masks), image * next(masks))
+            text_in, image_in = (text, image) if generator is None else \
+                (self._drop(text, generator), self._drop(image, generator))
             loss = F.mse_loss(self.net(g, text_in, image_in, mask), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -157,27 +157,29 @@ class FusionTrainer:
             losses.append(loss.item())
         return losses
 
-    def _dropout_masks(self, *features: torch.Tensor):
-        """Inverted-dropout masks, endlessly, or None without dropout. Drawn from the run's seed
-        and the optimiser's step count, which the checkpoint keeps: a resumed run draws the same
-        masks as one that was never stopped."""
+    def _dropout_generator(self) -> torch.Generator | None:
+        """None without dropout; else seeded by the run's seed and the optimiser's step count,
+        which the checkpoint keeps: a resumed run draws the masks of one never stopped."""
         if not self.dropout:
             return None
         steps = next((int(state["step"]) for state in self.optimizer.state.values()), 0)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + steps)
-        keep = 1.0 - self.dropout
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + steps)
 
-        def draw():
-            while True:
-                for x in features:
-                    yield (torch.rand(x.shape, generator=generator) < keep).float() / keep
-        return draw()
+    def _drop(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Inverted dropout of ``x``'s entries."""
+        keep = 1.0 - self.dropout
+        return x * (torch.rand(x.shape, generator=generator) < keep).float() / keep
 
     @torch.no_grad()
     def tables(self, groups: np.ndarray) -> np.ndarray:
         """Q_k for the given groups: (len(groups), n_items, d) float32."""
         g = torch.from_numpy(np.asarray(groups, dtype=np.int64))
         return self.net(g, self.text, self.image, self.mask).numpy()
+
+
+def fit_r2(fit: np.ndarray, goal: np.ndarray) -> float:
+    """Share of the targets' variance the fused rows explain."""
+    return 1.0 - float(np.mean((fit - goal) ** 2)) / max(float(np.var(goal)), 1e-12)
 
 
 def _standardise(features: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from strategies import protocol as p
 from strategies.backbones.base import Backbone
 from strategies.distillation import teacher_probs
-from strategies.fusion import FusionTrainer
+from strategies.fusion import FusionTrainer, fit_r2
 from strategies.grouping import (
     align,
     cluster,
@@ -89,8 +89,7 @@ def advance(state: GroupState, uploads: dict[int, dict[str, np.ndarray]],
         trained = secure.trained if secure.trained.any() else np.ones(base.shape[0], bool)
     losses = state.trainer.fit(groups, targets, options.fusion_epochs, trained)
     tables = state.trainer.tables(groups)  # Q_k
-    fit, goal = tables[:, trained], targets[:, trained]
-    r2 = 1.0 - float(np.mean((fit - goal) ** 2)) / max(float(np.var(goal)), 1e-12)
+    r2 = fit_r2(tables[:, trained], targets[:, trained])
     payloads = dict(state.payloads)
     for k, table in zip(groups.tolist(), tables, strict=True):
         payloads[k] = _payload(k, table, [uploads[u] for u in members.get(k, [])], backbone,
