@@ -10,6 +10,10 @@ epochs a round for ``--rounds`` rounds, warm-started), and reports R2 on the fit
 held-out items. Only training rows are used (no user's held-out interaction), so the choice it
 informs is made without the validation or test split. A ridge regression on the same
 standardised features, its penalty chosen on the held-out items, is the linear reference.
+Use a table trained to the end of a run: after a few rounds most rows are still near their random
+start, which no content predicts (a 4-round GFMFR table gives R2 near 0 for every model).
+Features come from the run config's cache (``GFMFR_CACHE_DIR`` or ``~/.cache/gfmfr``), encoded
+there once if missing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sklearn.linear_model import Ridge
 
 from datasets.registry import load_dataset
 from encoders.features import item_features
+from strategies.config import RunConfig
 from strategies.fusion import FusionTrainer, fit_r2
 
 RIDGE_PENALTIES = (10.0, 100.0, 1000.0, 3000.0, 10000.0, 30000.0)
@@ -71,8 +76,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--table", default="", help="shared array name (default: the only one)")
     parser.add_argument("--dataset", default="ml-100k-mm")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/gfmfr-cache"))
+    parser.add_argument("--data-dir", type=Path, help="default: the run config's data-dir")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="default: the run config's (GFMFR_CACHE_DIR or ~/.cache/gfmfr)")
     parser.add_argument("--dropouts", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.8])
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=50)
@@ -82,8 +88,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     name, table = item_table(args.checkpoint, args.table)
-    catalog = load_dataset(args.dataset, args.data_dir.resolve(), args.cache_dir.resolve()).catalog
-    features = item_features(catalog, cache_dir=args.cache_dir.resolve() / "encoders")
+    defaults = RunConfig()  # where a run of the app reads data and keeps its feature cache
+    data_dir = args.data_dir.resolve() if args.data_dir else defaults.data_path()
+    cache_dir = args.cache_dir.resolve() if args.cache_dir else defaults.cache_path()
+    catalog = load_dataset(args.dataset, data_dir, cache_dir).catalog
+    features = item_features(catalog, cache_dir=cache_dir / "encoders")
     if table.shape[0] != features.text.shape[0]:
         raise SystemExit(f"{name} has {table.shape[0]} rows but {args.dataset} has "
                          f"{features.text.shape[0]} items: is the checkpoint from that dataset?")
