@@ -37,7 +37,6 @@ def info(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     from client_app.session import Session
     from client_app.state import save_private
-    from client_app.training import evaluate as evaluate_model
     from client_app.training import train_local
 
     session = Session.open(context)
@@ -48,7 +47,7 @@ def train(msg: Message, context: Context) -> Message:
     rnd = int(config[p.SERVER_ROUND])
     teacher = session.teacher(msg.content, rnd)
     if config.get(p.DO_EVALUATE, False):
-        metrics.update(evaluate_model(model, session.view, session.cold_scorer(msg.content)))
+        metrics.update(session.evaluate(model, msg.content))
         metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
     kd_weight = session.kd_weight()
     tic = time.perf_counter()
@@ -72,13 +71,12 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     from client_app.session import Session
-    from client_app.training import evaluate as evaluate_model
 
     session = Session.open(context)
     model = session.model(msg.content)
     tic = time.perf_counter()
     metrics = {p.USER_ID: session.user,
-               **evaluate_model(model, session.view, session.cold_scorer(msg.content))}
+               **session.evaluate(model, msg.content)}
     metrics[p.EVAL_SECONDS] = time.perf_counter() - tic
     return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)
 

@@ -19,7 +19,7 @@ from flwr.common import log
 
 from client_app.secure import secure_reply
 from client_app.state import load_kd_ema, load_private
-from client_app.training import KDWeight
+from client_app.training import KDWeight, evaluate
 from datasets.registry import load_split
 from datasets.split import ClientView, LeaveOneOut
 from strategies import protocol as p
@@ -174,6 +174,11 @@ class Session:
         if self.cfg.kd_weight == "none" or server_round < self.cfg.kd_start:
             return None
         return self.cold_scorer(content)
+
+    def evaluate(self, model: Backbone, content: RecordDict) -> dict[str, float]:
+        """This user's validation, test and new-item metrics (wire names)."""
+        return evaluate(model, self.view, self.cold_scorer(content),
+                        profile=self.cfg.cold_scoring == "teacher+profile")
 
     def cold_scorer(self, content: RecordDict) -> Teacher | None:
         """What scores new items (cold start): the group's teacher when GFMFR sent one, whether

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from client_app.training import split_metrics as client_split_metrics
 from datasets.registry import load_split
 from datasets.split import LeaveOneOut
+from strategies.config import RunConfig
 from strategies.protocol import TEST, VAL
 
 
@@ -176,8 +177,9 @@ REFERENCES = {"pop": lambda split, seed: popularity(split), "central-mf": centra
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml-100k-mm")
-    parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--cache-dir", default="")
+    parser.add_argument("--data-dir", type=Path, help="default: the run config's data-dir")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="default: the run config's (GFMFR_CACHE_DIR or ~/.cache/gfmfr)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--verbose", action="store_true")
@@ -188,10 +190,12 @@ def main() -> None:
     torch.set_num_threads(1)
     out = {}
     hp = CentralMF(recency_half_life=args.recency_half_life)
+    defaults = RunConfig()  # where a run of the app reads data and keeps its generated files
+    data_dir = args.data_dir.resolve() if args.data_dir else defaults.data_path()
+    cache_dir = args.cache_dir.resolve() if args.cache_dir else defaults.cache_path()
     for name, fn in REFERENCES.items():
         for seed in args.seeds:
-            split = load_split(args.dataset, Path(args.data_dir).resolve(),
-                               Path(args.cache_dir or "/tmp").resolve(), seed)
+            split = load_split(args.dataset, data_dir, cache_dir, seed)
             result = (central_mf(split, seed, hp, log=args.verbose) if name == "central-mf"
                       else fn(split, seed))
             out.setdefault(name, []).append({"seed": seed, **result})

@@ -109,6 +109,7 @@ class RunConfig:
     kd_max: float = 1.0  # cap of the adaptive weight
     kd_start: int = 1  # first round whose local training distils (earlier rounds: base loss only)
     teacher: str = "auto"  # auto | group-head | own-model
+    cold_scoring: str = "teacher"  # teacher | teacher+profile: how new items are ranked
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet-lite0"
     clip_model: str = "ViT-B-32"
@@ -178,6 +179,7 @@ class RunConfig:
             ("fedrap-separation", self.fedrap_separation, ("published", "bounded")),
             ("neg-resample", self.neg_resample, ("round", "epoch")),
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
+            ("cold-scoring", self.cold_scoring, ("teacher", "teacher+profile")),
             ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
             ("upload-rows", self.upload_rows.lower(), ("auto", "true", "false")),
             ("secure-aggregation", self.secure_aggregation.lower(), ("auto", "true", "false")),

@@ -64,7 +64,12 @@ class GFMFRStrategy(FedRecStrategy):
         check_encoder_name("text", cfg.text_encoder)
         check_encoder_name("image", cfg.image_encoder)
         # a one-item model says whether the teacher exists, before features are encoded
-        resolve_teacher(cfg.teacher, build_backbone(backbone_name(cfg), 1, hyper(cfg), cfg.seed))
+        teacher = resolve_teacher(cfg.teacher, build_backbone(backbone_name(cfg), 1, hyper(cfg),
+                                                              cfg.seed))
+        if cfg.cold_scoring == "teacher+profile" and teacher == "group-head":
+            raise ValueError("bad run config: cold-scoring='teacher+profile' builds the user's "
+                             "profile on the group's fused item vectors, which the group-head "
+                             "teacher does not send; set teacher='own-model'.")
         if cfg.num_groups > dataset.n_users:
             raise ValueError(f"bad run config: num-groups ({cfg.num_groups}) is larger than the "
                              f"number of clients ({dataset.n_users} users in {dataset.name}).")

@@ -13,7 +13,7 @@ from strategies import protocol as p
 from strategies.backbones.base import Hyper
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
-from strategies.distillation import Teacher, kd_loss, teacher_probs
+from strategies.distillation import Teacher, kd_loss, profile_cosine, standardised, teacher_probs
 from strategies.fusion import FUSIONS, FusionTrainer, MLPFusion
 from strategies.grouping import align, cluster, describe_clients, rbf_affinity
 from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
@@ -287,6 +287,47 @@ def test_group_head_teacher_needs_a_shared_head_as_wide_as_the_item_vectors():
     assert resolve_teacher("auto", wide) == "own-model"
     with pytest.raises(ValueError, match="mlp-hidden=0"):
         resolve_teacher("group-head", wide)
+
+
+def test_profile_scoring_ranks_new_items_like_the_users_own_items():
+    """``cold-scoring='teacher+profile'``: among new items the teacher scores alike, those whose
+    fused rows point where the user's own training items point come first; the teacher's own
+    favourites stay ahead of both."""
+    rng = np.random.default_rng(0)
+    taste = np.eye(4)[[0] * 6 + [1] * 6 + [2] * 2]  # items 0-5 along dim 0, 6-11 dim 1, 12-13 dim 2
+    vectors = (taste + 0.01 * rng.normal(size=taste.shape)).astype(np.float32)
+    model = build_backbone("pfedrec", 14, Hyper(dim=4), 0)
+    with torch.no_grad():
+        model.w.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0]))  # the head sees dimension 2 only
+        model.b.zero_()
+    new = np.zeros(14, dtype=bool)
+    new[[4, 5, 10, 11, 12, 13]] = True
+    own = np.array([0, 1, 2, 3])  # the user trained on dimension-0 items only
+    teacher = Teacher(item_vectors=vectors)
+    plain = teacher.new_item_scores(model, own, new, profile=False)
+    assert np.array_equal(plain, teacher.all_scores(model))
+    assert np.ptp(plain[[4, 5, 10, 11]]) < 0.2 < plain[[12, 13]].min() - plain[[4, 5]].max()
+    blended = teacher.new_item_scores(model, own, new, profile=True)
+    assert blended[[12, 13]].min() > blended[[4, 5]].min() > blended[[10, 11]].max() + 0.5
+    cosine = profile_cosine(vectors, own)
+    assert cosine[:4].min() > 0.99 and abs(cosine[6:]).max() < 0.1
+    z = standardised(plain, new)
+    assert z[new].mean() == pytest.approx(0, abs=1e-6) and z[new].std() == pytest.approx(1, abs=1e-5)
+    with pytest.raises(ValueError, match="own-model"):
+        Teacher(probs_all=np.full(14, 0.5, np.float32)).new_item_scores(model, own, new, True)
+
+
+def test_profile_scoring_is_refused_with_the_group_head_teacher(tmp_path):
+    from datasets.registry import load_dataset
+    from strategies.gfmfr import GFMFRStrategy
+
+    dataset = load_dataset("synthetic", tmp_path, tmp_path)
+    spec_width = RunConfig(strategy="gfmfr", backbone="fedrap", mlp_hidden=0,
+                           cold_scoring="teacher+profile")
+    with pytest.raises(ValueError, match="cold-scoring='teacher\\+profile'.*teacher='own-model'"):
+        GFMFRStrategy.check(spec_width, dataset)
+    GFMFRStrategy.check(RunConfig(strategy="gfmfr", backbone="fedrap",
+                                  cold_scoring="teacher+profile"), dataset)
 
 
 def test_gram_pca_matches_sklearn_up_to_sign():
