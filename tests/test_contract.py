@@ -254,19 +254,26 @@ def test_gfmfr_recommends_new_items_from_their_content(cache_dir, tmp_path):
     Constant local rates: over 12 rounds the default decay (0.1x by round 12) leaves the local
     models too little training for a clear margin here (last-round HR@10 0.44 against 0.35, 0.64
     without it); its effect on ml-100k-mm's new items is measured in docs/gfmfr.md."""
-    def run(strategy, backbone=""):
-        cfg = {**config(cache_dir, tmp_path / strategy, strategy=strategy, backbone=backbone),
+    def run(strategy, backbone="", **extra):
+        out = tmp_path / "-".join((strategy, *extra.values()))
+        cfg = {**config(cache_dir, out, strategy=strategy, backbone=backbone),
                "synthetic-users": 40, "synthetic-items": 80, "synthetic-interactions": 16,
                "num-server-rounds": 12, "num-groups": 2, "cold-items": 0.4,
-               "select-metric": "HR@10", "run-name": "run", "lr-decay-to": 1.0}
+               "select-metric": "HR@10", "run-name": "run", "lr-decay-to": 1.0, **extra}
         del cfg["lr"]
         return run_inprocess(cfg, 40)
 
     grid, gfmfr = run("gfmfr", "pfedrec")
     _, backbone = run("pfedrec")
+    _, profile = run("gfmfr", "pfedrec", **{"cold-scoring": "teacher+profile"})
     last = {name: r.history.rounds[12].cold["HR@10"] for name, r in
-            (("gfmfr", gfmfr), ("pfedrec", backbone))}
+            (("gfmfr", gfmfr), ("pfedrec", backbone), ("profile", profile))}
     assert last["gfmfr"] > last["pfedrec"] + 0.15, last
+    assert last["profile"] > last["pfedrec"] + 0.15, last
+    # how new items are ranked leaves training alone: the same warm rounds, other new-item ranks
+    rounds = {name: r.history.rounds.values() for name, r in (("gfmfr", gfmfr), ("profile", profile))}
+    assert [r.val for r in rounds["profile"]] == [r.val for r in rounds["gfmfr"]]
+    assert [r.cold for r in rounds["profile"]] != [r.cold for r in rounds["gfmfr"]]
     # the final evaluation sends each user its group's payload: that is what scores new items
     final = [m for m in grid.sent if m.metadata.message_type == "evaluate"]
     assert final and all(p.GROUP in m.content.array_records for m in final)
