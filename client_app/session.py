@@ -178,7 +178,7 @@ class Session:
     def evaluate(self, model: Backbone, content: RecordDict) -> dict[str, float]:
         """This user's validation, test and new-item metrics (wire names)."""
         return evaluate(model, self.view, self.cold_scorer(content),
-                        profile=self.cfg.cold_scoring == "teacher+profile")
+                        content_weight=self.cfg.cold_content_weight)
 
     def cold_scorer(self, content: RecordDict) -> Teacher | None:
         """What scores new items (cold start): the group's teacher when GFMFR sent one, whether
@@ -187,7 +187,7 @@ class Session:
             return None
         payload = from_record(content.array_records[p.GROUP])
         return Teacher(probs_all=payload.get(p.TEACHER_PROBS),
-                       item_vectors=payload.get(p.GROUP_ITEMS))
+                       item_vectors=payload.get(p.GROUP_ITEMS), content=payload.get(p.ITEM_CONTENT))
 
     def kd_weight(self) -> KDWeight:
         return KDWeight(mode=self.cfg.kd_weight, fixed=self.cfg.kd_fixed, cap=self.cfg.kd_max,

@@ -140,16 +140,16 @@ def split_metrics(scores: np.ndarray, view: ClientView, cold_scores: np.ndarray 
 
 
 def evaluate(model: Backbone, view: ClientView, teacher: Teacher | None = None,
-             profile: bool = False) -> dict[str, float]:
+             content_weight: float = 0.0) -> dict[str, float]:
     """Validation and test HR/NDCG of this user's model by full ranking (wire names).
 
     New items have no trained rows; with a GFMFR group teacher they are scored by it (the
-    group's fused embeddings of their content; ``profile``: plus the user's content profile,
-    cold-scoring), without one by the model as it is."""
+    group's fused embeddings of their content, plus ``content_weight`` times the user's own
+    content profile: ``Teacher.new_item_scores``), without one by the model as it is."""
     scores = model.all_scores()
     cold = None
     if teacher is not None and view.cold_items.size:
-        cold = teacher.new_item_scores(model, view.train_items, view.cold, profile)
+        cold = teacher.new_item_scores(model, view.train_items, view.cold, content_weight)
     return {metric_key(split, name): value
             for split, metrics in split_metrics(scores, view, cold).items()
             for name, value in metrics.items()}

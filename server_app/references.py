@@ -25,6 +25,7 @@ from client_app.training import split_metrics as client_split_metrics
 from datasets.registry import load_split
 from datasets.split import LeaveOneOut
 from strategies.config import RunConfig
+from strategies.content import content_vectors, profile_cosine
 from strategies.protocol import TEST, VAL
 
 
@@ -132,19 +133,13 @@ def central_mf(split: LeaveOneOut, seed: int, hp: CentralMF = CentralMF(),
 
 def content_profile(split: LeaveOneOut, text: np.ndarray, image: np.ndarray,
                     image_mask: np.ndarray) -> dict:
-    """Content alone: each user's mean content feature over the items it trained on, against
-    every item's feature by cosine. What a content-based recommender gets from the features the
-    server holds: the reference for GFMFR's new-item (cold start) scores."""
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = x - x.mean(0)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
-
-    items = np.concatenate((unit(text), unit(image) * image_mask[:, None]), axis=1)
-    users = np.repeat(np.arange(split.n_users), np.diff(split.indptr))
-    profiles = np.zeros((split.n_users, items.shape[1]))
-    np.add.at(profiles, users, items[split.train])
-    scores = unit(profiles) @ (items / np.maximum(np.linalg.norm(items, axis=1,
-                                                                 keepdims=True), 1e-8)).T
+    """Content alone: the cosine of each item's content vector to the mean content vector of the
+    items the user trained on (``strategies.content``, all features, not reduced). What a
+    content-based recommender gets from the features the server holds: the reference for
+    GFMFR's new-item (cold start) scores."""
+    vectors = content_vectors(text, image, image_mask, dims=None)
+    scores = np.stack([profile_cosine(vectors, split.client(u).train_items)
+                       for u in range(split.n_users)])
     return {"best_epoch": 0, **split_metrics(scores, split)}
 
 

@@ -109,7 +109,7 @@ class RunConfig:
     kd_max: float = 1.0  # cap of the adaptive weight
     kd_start: int = 1  # first round whose local training distils (earlier rounds: base loss only)
     teacher: str = "auto"  # auto | group-head | own-model
-    cold_scoring: str = "teacher"  # teacher | teacher+profile: how new items are ranked
+    cold_content_weight: float = 2.0  # new items: weight of the user's content profile
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet-lite0"
     clip_model: str = "ViT-B-32"
@@ -179,7 +179,6 @@ class RunConfig:
             ("fedrap-separation", self.fedrap_separation, ("published", "bounded")),
             ("neg-resample", self.neg_resample, ("round", "epoch")),
             ("teacher", self.teacher, ("auto", "group-head", "own-model")),
-            ("cold-scoring", self.cold_scoring, ("teacher", "teacher+profile")),
             ("ldp-mechanism", self.ldp_mechanism, ("laplace", "gaussian")),
             ("upload-rows", self.upload_rows.lower(), ("auto", "true", "false")),
             ("secure-aggregation", self.secure_aggregation.lower(), ("auto", "true", "false")),
@@ -193,6 +192,8 @@ class RunConfig:
             (self.fusion_epochs >= 0, "fusion-epochs must be >= 0"),
             (self.fusion_lr > 0, "fusion-lr must be > 0"),
             (0 <= self.fusion_dropout < 1, "fusion-dropout must be in [0, 1) (0 = off)"),
+            (self.cold_content_weight >= 0,
+             "cold-content-weight must be >= 0 (0 = new items ranked by the teacher alone)"),
             (self.kd_fixed >= 0, "kd-fixed must be >= 0"),
             (self.kd_max >= 0, "kd-max must be >= 0"),
             (self.kd_start >= 1, "kd-start must be >= 1 (the first round that distils)"),

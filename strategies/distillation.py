@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from strategies.backbones.base import Backbone
+from strategies.content import profile_cosine, standardised
 
 EPS = 1e-6
 
@@ -24,6 +25,7 @@ class Teacher:
 
     probs_all: np.ndarray | None = None  # (n_items,)
     item_vectors: np.ndarray | None = None  # (n_items, d)
+    content: np.ndarray | None = None  # (n_items, c) content vectors, sent with new items
 
     def all_scores(self, model: Backbone) -> np.ndarray:
         """(n_items,) the teacher's scores of every item (ranked, never trained on): how GFMFR
@@ -35,19 +37,19 @@ class Teacher:
             return model.score(items, torch.from_numpy(self.item_vectors)).numpy()
 
     def new_item_scores(self, model: Backbone, own_items: np.ndarray, new: np.ndarray,
-                        profile: bool) -> np.ndarray:
-        """(n_items,) how the client ranks new items. ``profile``: the teacher's scores plus the
-        cosine of each fused row to the mean fused row of the user's own training items (a
-        content profile built on the device from what the group already receives), each
-        standardised over the new items so that neither scale dominates."""
+                        content_weight: float) -> np.ndarray:
+        """(n_items,) how the client ranks new items: the teacher's scores, plus
+        ``content_weight`` times the cosine of each item's content vector to the mean content
+        vector of the user's own training items, both standardised over the new items
+        (``cold-content-weight``; 0: the teacher alone)."""
         scores = self.all_scores(model)
-        if not profile:
+        if content_weight == 0:
             return scores
-        if self.item_vectors is None:
-            raise ValueError("cold-scoring='teacher+profile' needs the group's fused item vectors "
-                             "(teacher='own-model'); the group-head teacher sends p_k only.")
-        return standardised(scores, new) + standardised(profile_cosine(self.item_vectors,
-                                                                       own_items), new)
+        if self.content is None:
+            raise ValueError("cold-content-weight > 0 needs the items' content vectors, which "
+                             "the server sends with the group payload when cold-items > 0.")
+        profile = profile_cosine(self.content, own_items)
+        return standardised(scores, new) + content_weight * standardised(profile, new)
 
     def restrict(self, rows: np.ndarray) -> LocalTeacher:
         """The teacher on the item rows a local training round uses (see Backbone.only_items)."""
@@ -80,20 +82,6 @@ def teacher_probs(item_vectors: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.
     """p_k(i) = sigmoid(w_k . Q_k[i] + b_k) for all items: (n_items,) float32."""
     logits = item_vectors.astype(np.float64) @ w.astype(np.float64) + float(np.ravel(b)[0])
     return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-
-
-def profile_cosine(item_vectors: np.ndarray, own_items: np.ndarray) -> np.ndarray:
-    """(n_items,) cosine of every row to the mean of the rows of ``own_items``."""
-    rows = item_vectors.astype(np.float64)
-    profile = rows[own_items].mean(axis=0)
-    norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(profile)
-    return (rows @ profile / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def standardised(scores: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """``scores`` shifted and scaled to mean 0 and standard deviation 1 over the ``among`` mask."""
-    sub = scores[among].astype(np.float64)
-    return ((scores - sub.mean()) / max(sub.std(), 1e-12)).astype(np.float32)
 
 
 def binary_entropy(p: torch.Tensor) -> torch.Tensor:

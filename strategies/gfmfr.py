@@ -27,6 +27,7 @@ from strategies.aggregation import changed_rows
 from strategies.backbones.base import Backbone
 from strategies.checkpoint import strip_prefix, torch_state_from_array, torch_state_to_array, with_prefix
 from strategies.config import RunConfig
+from strategies.content import content_vectors
 from strategies.fedrec import FedRecStrategy, RunFailed, shared_item_tables
 from strategies.fusion import FusionTrainer
 from strategies.groups import (
@@ -45,7 +46,7 @@ class GFMFRStrategy(FedRecStrategy):
     """Group-aware multimodal fusion with preference-guided distillation over any backbone."""
 
     def __init__(self, cfg: RunConfig, template: Backbone, users: dict[int, int],
-                 trainer: FusionTrainer) -> None:
+                 trainer: FusionTrainer, content: np.ndarray | None = None) -> None:
         super().__init__(cfg, {k: v.shape for k, v in template.shared_arrays().items()}, users,
                          shared_item_tables(template))
         self.backbone = type(template)
@@ -54,6 +55,7 @@ class GFMFRStrategy(FedRecStrategy):
                                        resolve_teacher(cfg.teacher, template))
         self.groups = GroupState(trainer)
         self._records: dict[int, ArrayRecord] = {}
+        self.content = content  # items' content vectors, sent with every payload (new items)
 
     @classmethod
     def check(cls, cfg: RunConfig, dataset: Dataset) -> None:
@@ -64,12 +66,7 @@ class GFMFRStrategy(FedRecStrategy):
         check_encoder_name("text", cfg.text_encoder)
         check_encoder_name("image", cfg.image_encoder)
         # a one-item model says whether the teacher exists, before features are encoded
-        teacher = resolve_teacher(cfg.teacher, build_backbone(backbone_name(cfg), 1, hyper(cfg),
-                                                              cfg.seed))
-        if cfg.cold_scoring == "teacher+profile" and teacher == "group-head":
-            raise ValueError("bad run config: cold-scoring='teacher+profile' builds the user's "
-                             "profile on the group's fused item vectors, which the group-head "
-                             "teacher does not send; set teacher='own-model'.")
+        resolve_teacher(cfg.teacher, build_backbone(backbone_name(cfg), 1, hyper(cfg), cfg.seed))
         if cfg.num_groups > dataset.n_users:
             raise ValueError(f"bad run config: num-groups ({cfg.num_groups}) is larger than the "
                              f"number of clients ({dataset.n_users} users in {dataset.name}).")
@@ -88,7 +85,11 @@ class GFMFRStrategy(FedRecStrategy):
         trainer = FusionTrainer(cfg.num_groups, features.text, features.image,
                                 features.image_mask, cfg.latent_dim, cfg.fusion, cfg.fusion_lr,
                                 cfg.seed, dropout=cfg.fusion_dropout)
-        return cls(cfg, template, users, trainer)
+        content = None
+        if cfg.cold_items > 0:  # what clients rank new items with, besides the teacher
+            content = content_vectors(features.text, features.image, features.image_mask,
+                                      seed=cfg.seed)
+        return cls(cfg, template, users, trainer, content)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays, meta = super().state()
@@ -118,10 +119,13 @@ class GFMFRStrategy(FedRecStrategy):
         return self._records.get(self.groups.assignment[user])
 
     def _to_records(self, payloads: dict[int, dict[str, np.ndarray]]) -> dict[int, ArrayRecord]:
-        """One record per group, shared by its members' messages (never mutated)."""
+        """One record per group, shared by its members' messages (never mutated), with the
+        items' content vectors when there are new items."""
         wire = self.cfg.wire_dtype
+        extra = {} if self.content is None else {p.ITEM_CONTENT: self.content}
         return {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
-                              for n, a in v.items()}) for k, v in payloads.items()}
+                              for n, a in {**v, **extra}.items()})
+                for k, v in payloads.items()}
 
     def kept_from(self, upload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Grouping reads the prediction-function parameters (or the item table's change), fusion

@@ -32,6 +32,7 @@ EVAL_SECONDS = "eval-seconds"  # local evaluation time
 # GFMFR payload keys inside GROUP
 GROUP_ID = "group-id"  # (1,) int
 TEACHER_PROBS = "teacher-probs"  # (n_items,) p_k(i), when the backbone's head is shared
+ITEM_CONTENT = "item-content"  # (n_items, 64) content vectors, sent with new items (cold start)
 GROUP_ITEMS = "group-items"  # (n_items, d) Q_k, when the head is private (client applies its own)
 
 # A sparse upload of item table T carries rows T (k, d) and their item ids under T + ROWS

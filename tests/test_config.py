@@ -50,7 +50,7 @@ def test_upload_rows_auto_only_without_ldp_noise(value, noise, rows):
     ({"server-lr": float("nan")}, "server-lr must be a finite number"),
     ({"ldp-noise": "inf"}, "ldp-noise must be a finite number"),
     ({"fusion": "concat"}, "fusion must be one of mlp, sum, gate, attention, moe"),
-    ({"cold-scoring": "profile"}, "cold-scoring must be one of teacher, teacher+profile"),
+    ({"cold-content-weight": -1.0}, "cold-content-weight must be >= 0"),
     ({"select-metric": "AUC"}, "select-metric must be one of"),
     ({"fraction-train": 0}, "fraction-train must be in (0, 1]"),
     ({"upload-rows": "some"}, "upload-rows must be one of auto, true, false"),

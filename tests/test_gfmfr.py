@@ -13,7 +13,8 @@ from strategies import protocol as p
 from strategies.backbones.base import Hyper
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
-from strategies.distillation import Teacher, kd_loss, profile_cosine, standardised, teacher_probs
+from strategies.content import content_vectors, profile_cosine, standardised
+from strategies.distillation import Teacher, kd_loss, teacher_probs
 from strategies.fusion import FUSIONS, FusionTrainer, MLPFusion
 from strategies.grouping import align, cluster, describe_clients, rbf_affinity
 from strategies.groups import GroupingOptions, GroupState, advance, resolve_teacher
@@ -289,13 +290,13 @@ def test_group_head_teacher_needs_a_shared_head_as_wide_as_the_item_vectors():
         resolve_teacher("group-head", wide)
 
 
-def test_profile_scoring_ranks_new_items_like_the_users_own_items():
-    """``cold-scoring='teacher+profile'``: among new items the teacher scores alike, those whose
-    fused rows point where the user's own training items point come first; the teacher's own
-    favourites stay ahead of both."""
+def test_new_items_like_the_users_own_come_first_with_a_content_weight():
+    """``cold-content-weight``: among new items the teacher scores alike, those whose content
+    vectors point where the user's own training items point come first; at weight 0 the
+    teacher's scores are used as they are."""
     rng = np.random.default_rng(0)
     taste = np.eye(4)[[0] * 6 + [1] * 6 + [2] * 2]  # items 0-5 along dim 0, 6-11 dim 1, 12-13 dim 2
-    vectors = (taste + 0.01 * rng.normal(size=taste.shape)).astype(np.float32)
+    content = (taste + 0.01 * rng.normal(size=taste.shape)).astype(np.float32)
     model = build_backbone("pfedrec", 14, Hyper(dim=4), 0)
     with torch.no_grad():
         model.w.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0]))  # the head sees dimension 2 only
@@ -303,31 +304,39 @@ def test_profile_scoring_ranks_new_items_like_the_users_own_items():
     new = np.zeros(14, dtype=bool)
     new[[4, 5, 10, 11, 12, 13]] = True
     own = np.array([0, 1, 2, 3])  # the user trained on dimension-0 items only
-    teacher = Teacher(item_vectors=vectors)
-    plain = teacher.new_item_scores(model, own, new, profile=False)
+    teacher = Teacher(item_vectors=np.eye(4, dtype=np.float32)[[3] * 12 + [2] * 2], content=content)
+    plain = teacher.new_item_scores(model, own, new, content_weight=0.0)
     assert np.array_equal(plain, teacher.all_scores(model))
-    assert np.ptp(plain[[4, 5, 10, 11]]) < 0.2 < plain[[12, 13]].min() - plain[[4, 5]].max()
-    blended = teacher.new_item_scores(model, own, new, profile=True)
-    assert blended[[12, 13]].min() > blended[[4, 5]].min() > blended[[10, 11]].max() + 0.5
-    cosine = profile_cosine(vectors, own)
+    assert np.ptp(plain[[4, 5, 10, 11]]) == 0 and plain[12] > plain[4]
+    blended = teacher.new_item_scores(model, own, new, content_weight=1.0)
+    assert blended[[4, 5]].min() > blended[[10, 11]].max() + 0.5
+    assert blended[[12, 13]].min() > blended[[10, 11]].max()  # the teacher's favourites still count
+    heavier = teacher.new_item_scores(model, own, new, content_weight=4.0)
+    assert heavier[[4, 5]].min() > heavier[[12, 13]].max()
+    cosine = profile_cosine(content, own)
     assert cosine[:4].min() > 0.99 and abs(cosine[6:]).max() < 0.1
     z = standardised(plain, new)
     assert z[new].mean() == pytest.approx(0, abs=1e-6) and z[new].std() == pytest.approx(1, abs=1e-5)
-    with pytest.raises(ValueError, match="own-model"):
-        Teacher(probs_all=np.full(14, 0.5, np.float32)).new_item_scores(model, own, new, True)
+    with pytest.raises(ValueError, match="content vectors"):
+        Teacher(item_vectors=content).new_item_scores(model, own, new, 2.0)
 
 
-def test_profile_scoring_is_refused_with_the_group_head_teacher(tmp_path):
-    from datasets.registry import load_dataset
-    from strategies.gfmfr import GFMFRStrategy
-
-    dataset = load_dataset("synthetic", tmp_path, tmp_path)
-    spec_width = RunConfig(strategy="gfmfr", backbone="fedrap", mlp_hidden=0,
-                           cold_scoring="teacher+profile")
-    with pytest.raises(ValueError, match="cold-scoring='teacher\\+profile'.*teacher='own-model'"):
-        GFMFRStrategy.check(spec_width, dataset)
-    GFMFRStrategy.check(RunConfig(strategy="gfmfr", backbone="fedrap",
-                                  cold_scoring="teacher+profile"), dataset)
+def test_content_vectors_keep_the_leading_directions_of_text_and_image():
+    """Reduced to a few principal components, the content vectors rank items by a profile as
+    the full text-and-image vectors do; an item without an image has no image term."""
+    rng = np.random.default_rng(1)
+    text, image = rng.normal(size=(60, 12)), rng.normal(size=(60, 20))
+    image[:, :3] += 4 * np.repeat(np.eye(3), 20, axis=0)  # three visual kinds of item
+    mask = np.ones(60, dtype=bool)
+    mask[5] = False
+    full = content_vectors(text, image, mask, dims=None)
+    assert full.shape == (60, 32) and not full[5, 12:].any()
+    assert np.allclose(np.linalg.norm(full[:, :12], axis=1), 1, atol=1e-5)
+    reduced = content_vectors(text, image, mask, dims=8)
+    assert reduced.shape == (60, 8) and reduced.dtype == np.float32
+    own = np.arange(20, 30)  # the user has had items of the second kind
+    top = lambda v: set(np.argsort(-profile_cosine(v, own))[:20])  # noqa: E731
+    assert len(top(full) & set(range(20, 40))) >= 18 and len(top(reduced) & set(range(20, 40))) >= 18
 
 
 def test_gram_pca_matches_sklearn_up_to_sign():
