@@ -175,6 +175,22 @@ def fusion_generalisation_section() -> list[str]:
     return [*lines, ""]
 
 
+def new_item_scoring_section() -> list[str]:
+    """New-item scorers on items held out of the fusion fit (benchmarks.new_item_scoring)."""
+    lines = []
+    for path in sorted(DATA.glob("new-item-scoring-*.json")):
+        found = json.loads(path.read_text())
+        lines += [f"{found['dataset']}, seed {found['seed']}: {found['run']}; {found['held_out']} "
+                  f"warm items held out, {found['users']} users.", "",
+                  "| scorer | cold-content-weight | content dims | HR@10 | HR@50 | NDCG@10 |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['scorer']} | {r['weight']:g} | {r['content_dims']} | {r['HR@10']:.4f} | "
+                  f"{r['HR@50']:.4f} | {r['NDCG@10']:.4f} |" for r in found["rows"]]
+        lines.append("")
+    return lines or ["_Not measured yet: `python -m benchmarks.new_item_scoring --run RUN "
+                     "--state-dir STATE --json docs/benchmarks/new-item-scoring-<name>.json`._", ""]
+
+
 def privacy_section(name: str = "attack-ml-100k-mm.json") -> list[str]:
     stored = load(name)
     if stored is None:
@@ -351,6 +367,18 @@ def main() -> None:
             "ridge regression on the same features, its penalty chosen on the held-out items, "
             "is the linear reference. Training rows only: no user's held-out interaction.", "",
             *fusion_generalisation_section(),
+            "## New items: how clients rank them, chosen on training rows", "",
+            "`python -m benchmarks.new_item_scoring --run RUN --state-dir STATE --weights 0.5 1 2 "
+            "4 --dims 32 64 128 0 --json docs/benchmarks/new-item-scoring-<name>.json` on a "
+            "finished GFMFR run made with `cold-items=0.2` and `client-state-dir=STATE`: a seeded "
+            "20% of the warm items held out of the fusion fit; each user's training interactions "
+            "with them ranked among the held-out items, from the user's other training items, by "
+            "the teacher (the user's own model on the fused rows), by content alone, and by the "
+            "teacher plus `cold-content-weight` times content (both standardised). Training rows "
+            "only; the users' private parameters were trained on these interactions, which "
+            "favours the teacher. `cold-content-weight = 2` with 64 dimensions was chosen here.",
+            "",
+            *new_item_scoring_section(),
             "## Privacy: what the server learns of users' training items", "",
             "`python -m benchmarks.attack -c \"dataset='ml-100k-mm' strategy='pfedrec'\" "
             "--rounds 3 --variant \"\" --variant \"upload-rows=false\" --variant "

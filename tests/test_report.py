@@ -4,6 +4,7 @@ recipe's round time beside the accuracy it buys."""
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks import report
 from benchmarks.report import METRICS, pooled
@@ -52,3 +53,34 @@ def test_recipe_cost_pairs_each_strategy_with_its_accuracy_and_the_references(tm
 def test_recipe_cost_says_how_to_measure_when_a_side_is_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "DATA", tmp_path)
     assert "Not measured yet" in report.recipe_cost_section("ml-100k-mm")[0]
+
+
+def test_new_item_scoring_rows_reach_the_report(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "DATA", tmp_path)
+    assert "Not measured yet" in report.new_item_scoring_section()[0]
+    (tmp_path / "new-item-scoring-x.json").write_text(json.dumps({
+        "dataset": "ml-100k-mm", "seed": 0, "run": "a run", "held_out": 269, "users": 940,
+        "rows": [{"scorer": "teacher+content", "weight": 2.0, "content_dims": "64",
+                  "HR@10": 0.2414, "HR@50": 0.5798, "NDCG@10": 0.1181}]}))
+    lines = report.new_item_scoring_section()
+    assert "| teacher+content | 2 | 64 | 0.2414 | 0.5798 | 0.1181 |" in lines
+    assert "269 warm items held out, 940 users" in lines[0]
+
+
+def test_new_item_scoring_holds_out_warm_items_only_and_blends_standardised_scores():
+    from benchmarks.new_item_scoring import held_out_items, scorers
+    from strategies.content import profile_cosine, standardised
+
+    cold = np.zeros(50, dtype=bool)
+    cold[:10] = True
+    held = held_out_items(cold, 50, 0.25, seed=0)
+    assert held.sum() == 10 and not (held & cold).any()
+    assert np.array_equal(held, held_out_items(cold, 50, 0.25, seed=0))
+    rng = np.random.default_rng(0)
+    teacher, content = rng.normal(size=50).astype(np.float32), rng.normal(size=(50, 4))
+    own = np.arange(10, 20)
+    out = scorers(teacher, {"64": content}, own, held, [0.0, 2.0])
+    assert set(out) == {("teacher", 0.0, "-"), ("content", 0.0, "64"), ("teacher+content", 2.0, "64")}
+    blend = out[("teacher+content", 2.0, "64")]
+    expected = standardised(teacher, held) + 2 * standardised(profile_cosine(content, own), held)
+    assert np.allclose(blend, expected) and blend[held].mean() == pytest.approx(0, abs=1e-5)
