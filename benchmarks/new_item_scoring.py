@@ -30,7 +30,7 @@ import torch
 from benchmarks.fusion_generalisation import item_table, trainer_for
 from client_app.ranking import rank_of, ranking_metrics
 from datasets.registry import load_dataset, load_split
-from encoders.features import item_features
+from encoders.features import run_item_features
 from strategies.backbones.registry import build_backbone
 from strategies.config import RunConfig
 from strategies.content import content_vectors, profile_cosine, standardised
@@ -91,10 +91,7 @@ def main() -> None:
                        cfg.synthetic_spec(), cfg.cold_items)
     catalog = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
                            cfg.synthetic_spec()).catalog
-    features = item_features(catalog, text_encoder=cfg.text_encoder,
-                             image_encoder=cfg.image_encoder,
-                             cache_dir=cfg.cache_path() / "encoders", clip_model=cfg.clip_model,
-                             clip_pretrained=cfg.clip_pretrained)
+    features = run_item_features(catalog, cfg)
     name, table = item_table(args.run / "checkpoint.npz")
     held = held_out_items(split.cold, split.n_items, args.share, cfg.seed)
     trainable = np.ones(split.n_items, dtype=bool) if split.cold is None else ~split.cold

@@ -24,6 +24,7 @@ from encoders.registry import build_encoder, check_encoder_name
 
 if TYPE_CHECKING:
     from datasets.interactions import ItemCatalog
+    from strategies.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,13 @@ def _image_features(paths: list[Path | None] | tuple[Path | None, ...], model: I
                 "the rest from cache %s", model.name, len(paths), sum(p is None for p in paths),
                 n_unreadable, len(todo), cache.path)
     return features, mask, n_unreadable
+
+
+def run_item_features(catalog: ItemCatalog, cfg: RunConfig) -> ItemFeatures:
+    """The features a run's server uses: the run config's encoders and feature cache."""
+    return item_features(catalog, text_encoder=cfg.text_encoder, image_encoder=cfg.image_encoder,
+                         cache_dir=cfg.cache_path() / "encoders", clip_model=cfg.clip_model,
+                         clip_pretrained=cfg.clip_pretrained)
 
 
 def item_features(catalog: ItemCatalog, text_encoder: str = "minilm",

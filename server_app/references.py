@@ -152,15 +152,12 @@ def cold_references(cfg) -> dict:
     """The references of a cold-start table (``cfg``: the runs' RunConfig): random ranking and
     content alone, the latter on the features GFMFR's server uses (encoded once, cached)."""
     from datasets.registry import load_dataset
-    from encoders.features import item_features
+    from encoders.features import run_item_features
 
     def content(split: LeaveOneOut, seed: int) -> dict:
         catalog = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
                                cfg.synthetic_spec()).catalog
-        features = item_features(catalog, text_encoder=cfg.text_encoder,
-                                 image_encoder=cfg.image_encoder,
-                                 cache_dir=cfg.cache_path() / "encoders",
-                                 clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained)
+        features = run_item_features(catalog, cfg)
         return content_profile(split, features.text, features.image, features.image_mask)
 
     return {"random": random_ranking, "content": content}

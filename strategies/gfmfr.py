@@ -74,12 +74,9 @@ class GFMFRStrategy(FedRecStrategy):
     @classmethod
     def for_run(cls, cfg: RunConfig, template: Backbone, dataset: Dataset,
                 users: dict[int, int]) -> GFMFRStrategy:
-        from encoders.features import item_features  # server-only, heavy imports
+        from encoders.features import run_item_features  # server-only, heavy imports
 
-        features = item_features(dataset.catalog, text_encoder=cfg.text_encoder,
-                                 image_encoder=cfg.image_encoder,
-                                 cache_dir=cfg.cache_path() / "encoders",
-                                 clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained)
+        features = run_item_features(dataset.catalog, cfg)
         log(INFO, "item features: text %s, image %s, %d items without a usable image",
             features.text.shape, features.image.shape, int((~features.image_mask).sum()))
         trainer = FusionTrainer(cfg.num_groups, features.text, features.image,
