@@ -1,7 +1,7 @@
 """How well GFMFR's fusion network places items it never fitted, by feature dropout.
 
     python -m benchmarks.fusion_generalisation --checkpoint RUN/checkpoint.npz \
-        --dataset ml-100k-mm --dropouts 0 0.3 0.5 0.8 --json out.json
+        --dropouts 0 0.3 0.5 0.8 --json out.json
 
 New items (cold start) are scored with fused embeddings of items the network never fitted. This
 takes a trained shared item table from a run's checkpoint, holds a seeded share of its items out,
@@ -12,13 +12,15 @@ informs is made without the validation or test split. A ridge regression on the 
 standardised features, its penalty chosen on the held-out items, is the linear reference.
 Use a table trained to the end of a run: after a few rounds most rows are still near their random
 start, which no content predicts (a 4-round GFMFR table gives R2 near 0 for every model).
-Features come from the run config's cache (``GFMFR_CACHE_DIR`` or ``~/.cache/gfmfr``), encoded
-there once if missing.
+Dataset, encoders, data and feature cache are those of the run (its ``summary.json`` beside the
+checkpoint; without one, the app's defaults and ``--dataset``); features are encoded there once
+if missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -27,11 +29,23 @@ import torch
 from sklearn.linear_model import Ridge
 
 from datasets.registry import load_dataset
-from encoders.features import item_features
+from encoders.features import run_item_features
 from strategies.config import RunConfig
 from strategies.fusion import FusionTrainer, fit_r2
 
 RIDGE_PENALTIES = (10.0, 100.0, 1000.0, 3000.0, 10000.0, 30000.0)
+
+
+def run_config(checkpoint: Path, dataset: str | None, data_dir: Path | None,
+               cache_dir: Path | None) -> RunConfig:
+    """The run's config (``summary.json`` beside its checkpoint, else the defaults), with the
+    command line's dataset, data and cache folders where given."""
+    summary = checkpoint.parent / "summary.json"
+    cfg = (RunConfig.from_run_config(json.loads(summary.read_text())["config"])
+           if summary.is_file() else RunConfig(dataset=dataset or "ml-100k-mm"))
+    changes = {"dataset": dataset, "data_dir": data_dir and str(data_dir.resolve()),
+               "cache_dir": cache_dir and str(cache_dir.resolve())}
+    return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v})
 
 
 def item_table(checkpoint: Path, name: str = "") -> tuple[str, np.ndarray]:
@@ -75,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--table", default="", help="shared array name (default: the only one)")
-    parser.add_argument("--dataset", default="ml-100k-mm")
+    parser.add_argument("--dataset", help="default: the run's (ml-100k-mm without summary.json)")
     parser.add_argument("--data-dir", type=Path, help="default: the run config's data-dir")
     parser.add_argument("--cache-dir", type=Path,
                         help="default: the run config's (GFMFR_CACHE_DIR or ~/.cache/gfmfr)")
@@ -88,13 +102,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     name, table = item_table(args.checkpoint, args.table)
-    defaults = RunConfig()  # where a run of the app reads data and keeps its feature cache
-    data_dir = args.data_dir.resolve() if args.data_dir else defaults.data_path()
-    cache_dir = args.cache_dir.resolve() if args.cache_dir else defaults.cache_path()
-    catalog = load_dataset(args.dataset, data_dir, cache_dir).catalog
-    features = item_features(catalog, cache_dir=cache_dir / "encoders")
+    cfg = run_config(args.checkpoint, args.dataset, args.data_dir, args.cache_dir)
+    catalog = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path()).catalog
+    features = run_item_features(catalog, cfg)
     if table.shape[0] != features.text.shape[0]:
-        raise SystemExit(f"{name} has {table.shape[0]} rows but {args.dataset} has "
+        raise SystemExit(f"{name} has {table.shape[0]} rows but {cfg.dataset} has "
                          f"{features.text.shape[0]} items: is the checkpoint from that dataset?")
     held_out = np.random.default_rng([args.seed, 7]).random(table.shape[0]) < args.held_out
     rows = [{"model": "fusion mlp", "fusion_dropout": rate,

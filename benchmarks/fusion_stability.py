@@ -8,18 +8,19 @@ function per group (tanh of a random projection of the text features), so a netw
 them once can fit them always: a falling R2 is the optimiser breaking the network. ``spec``: Adam
 with its defaults, as the reference code; ``current``: the project's (beta2 0.99, gradient norm
 bounded by 1). Prints R2 (share of the targets' variance the fused tables explain) per round.
+Data, feature cache and encoders are the app's (``-c`` overrides them as for a run).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from datasets.registry import load_dataset
-from encoders.features import item_features
+from encoders.features import run_item_features
+from strategies.config import RunConfig, parse_overrides
 from strategies.fusion import FusionTrainer
 
 SETTINGS = {"spec": {"beta2": 0.999, "grad_clip": 0.0}, "current": {}}
@@ -46,15 +47,15 @@ def run(text, image, mask, rounds: int, jump: int, **options) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml-100k-mm")
-    parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--cache-dir", default="~/.cache/gfmfr")
+    parser.add_argument("-c", "--run-config", default="",
+                        help="run-config overrides, e.g. \"text-encoder='open-clip' cache-dir='/tmp/c'\"")
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--jump", type=int, default=45)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cache = Path(args.cache_dir).expanduser()
-    dataset = load_dataset(args.dataset, Path(args.data_dir).resolve(), cache)
-    features = item_features(dataset.catalog, cache_dir=cache / "encoders")
+    cfg = RunConfig.from_run_config({"dataset": args.dataset, **parse_overrides(args.run_config)})
+    dataset = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path())
+    features = run_item_features(dataset.catalog, cfg)
     for name, options in SETTINGS.items():
         r2 = run(features.text, features.image, features.image_mask, args.rounds, args.jump,
                  **options)

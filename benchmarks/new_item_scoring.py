@@ -29,6 +29,7 @@ import torch
 
 from benchmarks.fusion_generalisation import item_table, trainer_for
 from client_app.ranking import rank_of, ranking_metrics
+from client_app.state import user_file
 from datasets.registry import load_dataset, load_split
 from encoders.features import run_item_features
 from strategies.backbones.registry import build_backbone
@@ -109,7 +110,7 @@ def main() -> None:
         own = view.train_items[~held[view.train_items]]
         if not positives.size or not own.size:
             continue
-        with np.load(args.state_dir / f"user-{user}.npz") as private:
+        with np.load(user_file(args.state_dir, user)) as private:
             model.set_arrays({n: private[n] for n in model.PRIVATE}, model.PRIVATE)
         teacher = Teacher(item_vectors=fused).all_scores(model)
         candidates = held.copy()

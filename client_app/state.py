@@ -30,10 +30,15 @@ ROUND_FILE_KEY = "__round__"
 RUN_FILE_KEY = "__run__"
 
 
+def user_file(folder: str | Path, user: int) -> Path:
+    """Where a user's private parameters are kept in a state folder (read by benchmarks too)."""
+    return Path(str(folder)).expanduser() / f"user-{user}.npz"
+
+
 def state_file(context: Context, user: int, fallback_dir: str = "") -> Path | None:
     """``<state-dir>/user-<id>.npz``: node config ``state-dir``, else run config's fallback."""
     folder = context.node_config.get("state-dir") or fallback_dir
-    return None if not folder else Path(str(folder)).expanduser() / f"user-{user}.npz"
+    return None if not folder else user_file(folder, user)
 
 
 def _previous(path: Path) -> Path:

@@ -119,10 +119,14 @@ class GFMFRStrategy(FedRecStrategy):
         """One record per group, shared by its members' messages (never mutated), with the
         items' content vectors when there are new items."""
         wire = self.cfg.wire_dtype
-        extra = {} if self.content is None else {p.ITEM_CONTENT: self.content}
-        return {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
-                              for n, a in {**v, **extra}.items()})
-                for k, v in payloads.items()}
+        content = None if self.content is None else to_record(
+            {p.ITEM_CONTENT: self.content.astype(wire)})[p.ITEM_CONTENT]  # serialised once
+        records = {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
+                                 for n, a in v.items()}) for k, v in payloads.items()}
+        if content is not None:
+            for record in records.values():
+                record[p.ITEM_CONTENT] = content
+        return records
 
     def kept_from(self, upload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Grouping reads the prediction-function parameters (or the item table's change), fusion
