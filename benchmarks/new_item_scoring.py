@@ -15,7 +15,7 @@ plus ``w`` times content, both standardised over the held-out items (``cold-cont
 ``--dims 0`` means all features. The users' private parameters were trained on these very
 interactions, which favours the teacher: a weight chosen here leans towards it, not away.
 The run needs ``client-state-dir`` (the users' private parameters on disk) and a GFMFR or
-backbone checkpoint with one shared item table.
+backbone checkpoint (its backbone's shared item table is the fusion target).
 """
 
 from __future__ import annotations
@@ -93,14 +93,14 @@ def main() -> None:
     catalog = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path(),
                            cfg.synthetic_spec()).catalog
     features = run_item_features(catalog, cfg)
-    name, table = item_table(args.run / "checkpoint.npz")
+    model = build_backbone(backbone_name(cfg), split.n_items, hyper(cfg), cfg.seed)
+    name, table = item_table(args.run / "checkpoint.npz", model.ITEM_TABLE)
     held = held_out_items(split.cold, split.n_items, args.share, cfg.seed)
     trainable = np.ones(split.n_items, dtype=bool) if split.cold is None else ~split.cold
     fused = fused_rows(table, features, held, trainable, cfg.seed)
     contents = {str(d or "all"): content_vectors(features.text, features.image,
                                                   features.image_mask, dims=d or None)
                 for d in args.dims}
-    model = build_backbone(backbone_name(cfg), split.n_items, hyper(cfg), cfg.seed)
     shared = np.load(args.run / "checkpoint.npz")
     model.set_arrays({n: shared[f"shared/{n}"] for n in model.SHARED}, model.SHARED)
     sums: dict[tuple, dict[str, list[float]]] = {}
@@ -128,8 +128,9 @@ def main() -> None:
              **{m: float(np.mean(v)) for m, v in values.items()}}
             for (s, w, d), values in sums.items()]
     users = len(next(iter(sums.values()))["HR@10"])
-    print(f"{cfg.dataset} seed {cfg.seed}: {int(held.sum())} warm items held out of the fusion "
-          f"fit ({name}), {users} users with training interactions among them")
+    print(f"{cfg.dataset} seed {cfg.seed}, {backbone_name(cfg)}: {int(held.sum())} warm items "
+          f"held out of the fusion fit ({name}), {users} users with training interactions among "
+          "them")
     print("| scorer | weight | content dims | " + " | ".join(REPORTED) + " |")
     print("| --- | ---: | ---: |" + " ---: |" * len(REPORTED))
     for row in rows:
@@ -138,6 +139,7 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"dataset": cfg.dataset, "seed": cfg.seed,
+                                         "backbone": backbone_name(cfg),
                                          "run": str(args.run), "held_out": int(held.sum()),
                                          "users": users, "rows": rows}, indent=1))
 

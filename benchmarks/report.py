@@ -180,7 +180,8 @@ def new_item_scoring_section() -> list[str]:
     lines = []
     for path in sorted(DATA.glob("new-item-scoring-*.json")):
         found = json.loads(path.read_text())
-        lines += [f"{found['dataset']}, seed {found['seed']}: {found['run']}; {found['held_out']} "
+        lines += [f"{found['dataset']}, seed {found['seed']}, backbone {found['backbone']}: "
+                  f"{found['run']}; {found['held_out']} "
                   f"warm items held out, {found['users']} users.", "",
                   "| scorer | cold-content-weight | content dims | HR@10 | HR@50 | NDCG@10 |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]

@@ -59,12 +59,13 @@ def test_new_item_scoring_rows_reach_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "DATA", tmp_path)
     assert "Not measured yet" in report.new_item_scoring_section()[0]
     (tmp_path / "new-item-scoring-x.json").write_text(json.dumps({
-        "dataset": "ml-100k-mm", "seed": 0, "run": "a run", "held_out": 269, "users": 940,
+        "dataset": "ml-100k-mm", "seed": 0, "backbone": "ncf", "run": "a run", "held_out": 269,
+        "users": 940,
         "rows": [{"scorer": "teacher+content", "weight": 2.0, "content_dims": "64",
                   "HR@10": 0.2414, "HR@50": 0.5798, "NDCG@10": 0.1181}]}))
     lines = report.new_item_scoring_section()
     assert "| teacher+content | 2 | 64 | 0.2414 | 0.5798 | 0.1181 |" in lines
-    assert "269 warm items held out, 940 users" in lines[0]
+    assert "backbone ncf" in lines[0] and "269 warm items held out, 940 users" in lines[0]
 
 
 def test_new_item_scoring_holds_out_warm_items_only_and_blends_standardised_scores():
