@@ -51,9 +51,9 @@ def held_out_items(cold: np.ndarray | None, n_items: int, share: float, seed: in
 
 
 def fused_rows(table: np.ndarray, features, held: np.ndarray, trainable: np.ndarray,
-               seed: int, rounds: int = 5, epochs: int = 50) -> np.ndarray:
+               seed: int, dropout: float = 0.0, rounds: int = 5, epochs: int = 50) -> np.ndarray:
     """The fusion network's rows for every item, fitted on the ``trainable`` items only."""
-    trainer = trainer_for(table, features, 0.0, seed)
+    trainer = trainer_for(table, features, dropout, seed)
     for _ in range(rounds):
         trainer.fit(np.zeros(1, dtype=np.int64), table[None], epochs, trainable & ~held)
     return trainer.tables(np.zeros(1, dtype=np.int64))[0]
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--dims", type=int, nargs="+", default=[64, 0])
     parser.add_argument("--share", type=float, default=0.2, help="warm items held out")
+    parser.add_argument("--fusion-dropout", type=float, help="default: the run's fusion-dropout")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -97,7 +98,8 @@ def main() -> None:
     name, table = item_table(args.run / "checkpoint.npz", model.ITEM_TABLE)
     held = held_out_items(split.cold, split.n_items, args.share, cfg.seed)
     trainable = np.ones(split.n_items, dtype=bool) if split.cold is None else ~split.cold
-    fused = fused_rows(table, features, held, trainable, cfg.seed)
+    dropout = cfg.fusion_dropout if args.fusion_dropout is None else args.fusion_dropout
+    fused = fused_rows(table, features, held, trainable, cfg.seed, dropout)
     contents = {str(d or "all"): content_vectors(features.text, features.image,
                                                   features.image_mask, dims=d or None)
                 for d in args.dims}
