@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if not args.checkpoint.is_file():
+        raise SystemExit(f"{args.checkpoint} is missing: --checkpoint takes a run's "
+                         "checkpoint.npz (results-dir/<run-name>/checkpoint.npz).")
     name, table = item_table(args.checkpoint, args.table)
     cfg = run_config(args.checkpoint, args.dataset, args.data_dir, args.cache_dir)
     catalog = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path()).catalog

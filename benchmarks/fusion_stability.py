@@ -53,7 +53,12 @@ def main() -> None:
     parser.add_argument("--jump", type=int, default=45)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = RunConfig.from_run_config({"dataset": args.dataset, **parse_overrides(args.run_config)})
+    overrides = {"dataset": args.dataset, **parse_overrides(args.run_config)}
+    unknown = sorted(set(overrides) - set(RunConfig().as_dict()))
+    if unknown:
+        raise SystemExit(f"unknown run-config keys {', '.join(unknown)} in -c; the keys are "
+                         "listed in README.md (Run-config keys).")
+    cfg = RunConfig.from_run_config(overrides)
     dataset = load_dataset(cfg.dataset, cfg.data_path(), cfg.cache_path())
     features = run_item_features(dataset.catalog, cfg)
     for name, options in SETTINGS.items():

@@ -87,6 +87,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    for needed in (args.run / "summary.json", args.run / "checkpoint.npz"):
+        if not needed.is_file():
+            raise SystemExit(f"{needed} is missing: --run takes a finished run's folder "
+                             "(results-dir/<run-name>, with summary.json and checkpoint.npz).")
+    if not args.state_dir.is_dir():
+        raise SystemExit(f"{args.state_dir} is not a folder: --state-dir takes the run's "
+                         "client-state-dir (user-<id>.npz files).")
     config = json.loads((args.run / "summary.json").read_text())["config"]
     cfg = RunConfig.from_run_config(config)
     split = load_split(cfg.dataset, cfg.data_path(), cfg.cache_path(), cfg.seed,

@@ -85,3 +85,21 @@ def test_new_item_scoring_holds_out_warm_items_only_and_blends_standardised_scor
     blend = out[("teacher+content", 2.0, "64")]
     expected = standardised(teacher, held) + 2 * standardised(profile_cosine(content, own), held)
     assert np.allclose(blend, expected) and blend[held].mean() == pytest.approx(0, abs=1e-5)
+
+
+@pytest.mark.parametrize("module, argv, words", [
+    ("benchmarks.new_item_scoring", ["--run", "{tmp}", "--state-dir", "{tmp}"],
+     "summary.json is missing"),
+    ("benchmarks.fusion_generalisation", ["--checkpoint", "{tmp}/checkpoint.npz"],
+     "checkpoint.npz is missing"),
+    ("benchmarks.fusion_stability", ["-c", "lrr=1"], "unknown run-config keys lrr"),
+])
+def test_benchmark_commands_refuse_bad_input_in_one_line(tmp_path, monkeypatch, module, argv,
+                                                         words):
+    import importlib
+    import sys
+
+    monkeypatch.setattr(sys, "argv", [module, *(a.format(tmp=tmp_path) for a in argv)])
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(module).main()
+    assert words in str(stopped.value.code)
