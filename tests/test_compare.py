@@ -78,7 +78,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
                                   "ml-100k-mm-recipe-fedrap-separation", "ml-100k-mm-recipe-neg-resample",
                                   "ml-1m-mm-recipe-fedrap-separation", "ml-1m-mm-recipe-lr-decay",
                                   "ml-100k-mm-cold-fusion-dropout", "ml-100k-mm-cold-content",
-                                  "ml-100k-mm-cold-content-fedncf"])
+                                  "ml-100k-mm-cold-content-fedncf", "ml-100k-mm-cold-content-fedrap"])
 def test_committed_tables_are_rebuilt_from_their_committed_summaries(tmp_path, name):
     """The command in a table's header, with --finished-only, gives its rows back exactly
     (references from references.json: no dataset needed)."""
