@@ -55,7 +55,9 @@ class GFMFRStrategy(FedRecStrategy):
                                        resolve_teacher(cfg.teacher, template))
         self.groups = GroupState(trainer)
         self._records: dict[int, ArrayRecord] = {}
-        self.content = content  # items' content vectors, sent with every payload (new items)
+        # items' content vectors (new items), serialised once a run and sent with every payload
+        self._content_wire = None if content is None else to_record(
+            {p.ITEM_CONTENT: content.astype(cfg.wire_dtype)})[p.ITEM_CONTENT]
 
     @classmethod
     def check(cls, cfg: RunConfig, dataset: Dataset) -> None:
@@ -119,13 +121,11 @@ class GFMFRStrategy(FedRecStrategy):
         """One record per group, shared by its members' messages (never mutated), with the
         items' content vectors when there are new items."""
         wire = self.cfg.wire_dtype
-        content = None if self.content is None else to_record(
-            {p.ITEM_CONTENT: self.content.astype(wire)})[p.ITEM_CONTENT]  # serialised once
         records = {k: to_record({n: a.astype(wire) if a.dtype.kind == "f" else a
                                  for n, a in v.items()}) for k, v in payloads.items()}
-        if content is not None:
+        if self._content_wire is not None:
             for record in records.values():
-                record[p.ITEM_CONTENT] = content
+                record[p.ITEM_CONTENT] = self._content_wire
         return records
 
     def kept_from(self, upload: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
